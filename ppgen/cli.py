@@ -1,0 +1,175 @@
+"""The ``ppgen`` command line: parses arguments, calls :mod:`ppgen.api`, prints.
+
+Errors that ppgen raises on purpose print one line and exit with status 2 (a traceback only with
+``--debug``).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+__all__ = ["cli", "main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _friendly(fn: F) -> F:
+    """Turn ppgen errors into one line on stderr and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ppgen.errors import PPGenError
+
+        ctx = click.get_current_context()
+        try:
+            return fn(*args, **kwargs)
+        except PPGenError as err:
+            if ctx.find_root().params.get("debug"):
+                raise
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks.")
+@click.version_option(package_name="ppgen")
+def cli(debug: bool) -> None:
+    """ppgen: deep generative models on Pyro and NumPyro, several inference methods, honest
+    comparisons."""
+
+
+@cli.command("list")
+@_friendly
+def list_cmd() -> None:
+    """List models, inference methods, backends and devices."""
+    from ppgen.backends import BACKEND_NAMES, get_backend
+    from ppgen.modeling.registry import list_methods, list_models
+
+    click.echo("models:")
+    for name, entry in list_models().items():
+        model = entry.value
+        backends = ",".join(model.backends)
+        guides = ",".join(model.guides) or f"auto_{model.auto}"
+        click.echo(
+            f"  {name:<16} {model.description}  [backends: {backends}; guides: {guides}; "
+            f"from {entry.source}]"
+        )
+    click.echo("methods:")
+    for name, entry in list_methods().items():
+        click.echo(f"  {name:<16} {entry.value.description}  [from {entry.source}]")
+    click.echo("backends and devices:")
+    for name in BACKEND_NAMES:
+        try:
+            devices = ", ".join(get_backend(name).devices())
+        except Exception as err:
+            devices = f"unavailable ({type(err).__name__}: {err})"
+        click.echo(f"  {name:<16} {devices}")
+
+
+@cli.command("fit")
+@click.argument("name")
+@click.option("--method", default="reparam", show_default=True, help="Inference method.")
+@click.option(
+    "--backend", default="numpyro", show_default=True, help="numpyro (JAX) or pyro (PyTorch)."
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--steps", default=2000, show_default=True, type=int, help="Optimization steps.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+@click.option("--lr", default=None, type=float, help="Learning rate (method default if unset).")
+@click.option("--particles", default=1, show_default=True, type=int, help="Particles per step.")
+@click.option("--guide", default=None, help="Guide name, or auto / auto_normal / auto_mvn.")
+@click.option("--threads", default=None, type=int, help="torch threads (Pyro backend).")
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Run directory (default: runs/NAME-METHOD-BACKEND).",
+)
+@click.option(
+    "--option",
+    "-o",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Method option, e.g. -o num_samples=2000 (repeatable).",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_friendly
+def fit_cmd(
+    name: str,
+    method: str,
+    backend: str,
+    device: str,
+    steps: int,
+    seed: int,
+    lr: float | None,
+    particles: int,
+    guide: str | None,
+    threads: int | None,
+    out: Path | None,
+    options: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Fit model NAME and write a run directory."""
+    from ppgen import api
+    from ppgen.runs import summarize
+
+    out = out or Path("runs") / f"{name}-{method}-{backend}"
+    result = api.fit(
+        name,
+        method=method,
+        backend=backend,
+        device=device,
+        steps=steps,
+        seed=seed,
+        lr=lr,
+        particles=particles,
+        guide=guide,
+        threads=threads,
+        progress=not quiet,
+        out=out,
+        **_parse_options(options),
+    )
+    click.echo(f"{result!r}")
+    click.echo(f"run directory: {out}")
+    rows = summarize(result.posterior_samples(num_samples=1000, seed=0))
+    click.echo(f"{'parameter':<20}{'mean':>10}{'sd':>10}{'5%':>10}{'95%':>10}")
+    for row in rows:
+        click.echo(
+            f"{row['parameter']:<20}{row['mean']:>10.4f}{row['sd']:>10.4f}"
+            f"{row['q5']:>10.4f}{row['q95']:>10.4f}"
+        )
+
+
+def _parse_options(options: tuple[str, ...]) -> dict[str, Any]:
+    import json
+
+    from ppgen.errors import ConfigError
+
+    parsed: dict[str, Any] = {}
+    for item in options:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"Option {item!r} is not KEY=VALUE; write e.g. -o num_samples=2000.")
+        try:
+            parsed[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            parsed[key] = raw
+    return parsed
+
+
+def main() -> None:
+    """Entry point of the ``ppgen`` script."""
+    cli(prog_name="ppgen")
+
+
+if __name__ == "__main__":
+    main()

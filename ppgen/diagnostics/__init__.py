@@ -1,0 +1,1 @@
+"""Diagnostics: ArviZ conversion, summaries and plots."""

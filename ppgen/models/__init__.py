@@ -1,0 +1,1 @@
+"""The model zoo. Each model registers through the ``ppgen.models`` entry points."""
