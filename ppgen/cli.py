@@ -24,11 +24,14 @@ def _friendly(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from ppgen.errors import PPGenError
+        from ppgen.errors import PPGenError, TrainingInterrupted
 
         ctx = click.get_current_context()
         try:
             return fn(*args, **kwargs)
+        except TrainingInterrupted as err:
+            click.echo(f"interrupted: {err}", err=True)
+            sys.exit(130)
         except PPGenError as err:
             if ctx.find_root().params.get("debug"):
                 raise
@@ -75,7 +78,7 @@ def list_cmd() -> None:
 
 
 @cli.command("fit")
-@click.argument("name")
+@click.argument("name", required=False)
 @click.option("--method", default="reparam", show_default=True, help="Inference method.")
 @click.option(
     "--backend", default="numpyro", show_default=True, help="numpyro (JAX) or pyro (PyTorch)."
@@ -101,10 +104,31 @@ def list_cmd() -> None:
     metavar="KEY=VALUE",
     help="Method option, e.g. -o num_samples=2000 (repeatable).",
 )
+@click.option(
+    "--checkpoint-every",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Checkpoint every N steps into the run directory (0: never).",
+)
+@click.option(
+    "--resume",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Continue the run in this directory from its last checkpoint.",
+)
+@click.option(
+    "--on-nonfinite",
+    default="stop",
+    show_default=True,
+    type=click.Choice(["stop", "skip"]),
+    help="On a NaN/inf loss or gradient: stop with an error, or skip the update.",
+)
+@click.option("--dry-run", is_flag=True, help="Check the arguments and exit without fitting.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly
 def fit_cmd(
-    name: str,
+    name: str | None,
     method: str,
     backend: str,
     device: str,
@@ -116,12 +140,37 @@ def fit_cmd(
     threads: int | None,
     out: Path | None,
     options: tuple[str, ...],
+    checkpoint_every: int,
+    resume: Path | None,
+    on_nonfinite: str,
+    dry_run: bool,
     quiet: bool,
 ) -> None:
-    """Fit model NAME and write a run directory."""
+    """Fit model NAME and write a run directory (or continue one with --resume DIR)."""
     from ppgen import api
-    from ppgen.runs import summarize
+    from ppgen.errors import ConfigError
 
+    parsed = _parse_options(options)
+    if resume is not None:
+        if dry_run:
+            api.resolve_run(resume, name)
+            click.echo(f"ok: {resume} can be resumed")
+            return
+        result = api.fit(name, resume=resume, progress=not quiet)
+        _report(result, resume)
+        return
+    if name is None:
+        raise ConfigError("ppgen fit needs a model NAME (see `ppgen list`), or --resume RUN_DIR.")
+    if dry_run:
+        m, meth, problem, guide_name = api.resolve(
+            name, method=method, backend=backend, device=device, guide=guide
+        )
+        api.check_fit_options(meth, parsed, steps, lr, particles, seed, threads)
+        click.echo(
+            f"ok: would fit {m.name!r} with {meth.name} on {backend} ({problem.device}), "
+            f"guide {guide_name}, {steps} steps"
+        )
+        return
     out = out or Path("runs") / f"{name}-{method}-{backend}"
     result = api.fit(
         name,
@@ -136,9 +185,19 @@ def fit_cmd(
         threads=threads,
         progress=not quiet,
         out=out,
-        **_parse_options(options),
+        checkpoint_every=checkpoint_every,
+        on_nonfinite=on_nonfinite,
+        **parsed,
     )
+    _report(result, out)
+
+
+def _report(result: Any, out: Path) -> None:
+    from ppgen.runs import summarize
+
     click.echo(f"{result!r}")
+    if result.skipped_steps:
+        click.echo(f"skipped {result.skipped_steps} steps with a non-finite loss or gradient")
     click.echo(f"run directory: {out}")
     rows = summarize(result.posterior_samples(num_samples=1000, seed=0))
     click.echo(f"{'parameter':<20}{'mean':>10}{'sd':>10}{'5%':>10}{'95%':>10}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
 
 __all__ = [
     "BackendError",
@@ -20,6 +21,7 @@ __all__ = [
     "NonFiniteError",
     "PPGenError",
     "RunDirError",
+    "TrainingInterrupted",
     "UnknownNameError",
     "suggest",
 ]
@@ -101,6 +103,27 @@ class NonFiniteError(PPGenError, FloatingPointError):
 
 def _make_non_finite_error(message: str, step: int, site: str | None) -> NonFiniteError:
     return NonFiniteError(message, step=step, site=site)
+
+
+class TrainingInterrupted(PPGenError):
+    """The user interrupted a fit (Ctrl-C); a checkpoint was written if the fit had a run directory.
+
+    Attributes
+    ----------
+    step : int
+        Steps completed when the run stopped.
+    """
+
+    def __init__(self, message: str, *, step: int) -> None:
+        super().__init__(message)
+        self.step = step
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_interrupted, (str(self), self.step))
+
+
+def _rebuild_interrupted(message: str, step: int) -> TrainingInterrupted:
+    return TrainingInterrupted(message, step=step)
 
 
 class RunDirError(PPGenError, ValueError):

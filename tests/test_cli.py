@@ -33,7 +33,7 @@ def test_fit_writes_run_directory(tmp_path: Path, backend: str) -> None:
     }
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
     config = json.loads((run / "config.json").read_text())
-    assert config["model"] == "coin" and config["backend"] == backend
+    assert config["model"] == "coin" and config["fit"]["backend"] == backend
     params = load_file(str(run / "params.safetensors"))
     assert set(params) == {"alpha_q", "beta_q"}
     losses = np.loadtxt(run / "metrics.csv", delimiter=",", skiprows=1)

@@ -8,7 +8,19 @@ from typing import Any
 
 import numpy as np
 
-from ppgen.backends.base import Backend, SVIProblem, Timings
+from ppgen.backends.base import (
+    Backend,
+    Checkpoint,
+    Estimator,
+    LoopConfig,
+    LoopHooks,
+    Objective,
+    OptimConfig,
+    SVIOutcome,
+    SVIProblem,
+    Timings,
+    TracePair,
+)
 from ppgen.errors import ConfigError, suggest
 from ppgen.modeling.model import Model
 
@@ -28,6 +40,34 @@ class FitRequest:
     particles: int
     seed: int
     progress: bool
+    checkpoint_every: int = 0
+    on_nonfinite: str = "stop"
+    hooks: LoopHooks | None = None
+    resume: Checkpoint | None = None
+
+    def loop(self, optim: OptimConfig, description: str) -> LoopConfig:
+        """The training-loop settings of this request (steps, seed, particles, checkpoints)."""
+        return LoopConfig(
+            steps=self.steps,
+            seed=self.seed,
+            particles=self.particles,
+            optim=optim,
+            progress=self.progress,
+            description=f"{self.model.name} {description} ({self.backend.name})",
+            checkpoint_every=self.checkpoint_every,
+            on_nonfinite=self.on_nonfinite,
+        )
+
+    def run_svi(
+        self,
+        objective: Objective | Estimator,
+        loop: LoopConfig,
+        validate: Callable[[TracePair], None] | None = None,
+    ) -> SVIOutcome:
+        """Run the backend's training loop with this request's checkpoint hooks and resume."""
+        return self.backend.run_svi(
+            self.problem, objective, loop, validate=validate, hooks=self.hooks, resume=self.resume
+        )
 
 
 @dataclass
@@ -42,6 +82,11 @@ class FitResult:
         Fitted parameters, constrained, as numpy arrays by name (empty for NUTS).
     timings
         Compile (first chunk) and per-step seconds.
+    metrics
+        Further per-step series as long as ``losses`` (e.g. each GAN player's loss), by name.
+    extras
+        What a method or model keeps for reports (e.g. GAN sample snapshots, pre-training
+        losses), by name.
     """
 
     model: Model
@@ -57,6 +102,9 @@ class FitResult:
     state: Any = None
     draws: dict[str, np.ndarray] | None = None
     sample_stats: dict[str, np.ndarray] = field(default_factory=dict)
+    skipped_steps: int = 0
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
 
     def posterior_samples(self, num_samples: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
         """Posterior draws of the latent and deterministic sites, by name.
@@ -79,11 +127,15 @@ class FitResult:
             self.problem, self.state, num_samples, seed
         )
 
-    def to_arviz(self, num_samples: int = 1000, seed: int = 0) -> Any:
-        """ArviZ ``InferenceData`` of the posterior (see :mod:`ppgen.diagnostics.arviz`)."""
+    def to_arviz(
+        self, num_samples: int = 1000, seed: int = 0, pointwise: bool | None = None
+    ) -> Any:
+        """ArviZ ``InferenceData``: posterior (guide draws for VI, chains for MCMC), sample
+        stats for MCMC, and pointwise log-likelihood, posterior predictive and observed data
+        (``pointwise``: see :func:`ppgen.diagnostics.arviz.from_fit`)."""
         from ppgen.diagnostics.arviz import from_fit
 
-        return from_fit(self, num_samples=num_samples, seed=seed)
+        return from_fit(self, num_samples=num_samples, seed=seed, pointwise=pointwise)
 
     def __repr__(self) -> str:
         last = f", final loss {self.losses[-1]:.4g}" if self.losses.size else ""
