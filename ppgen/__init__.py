@@ -15,9 +15,12 @@ The public face::
     result = ppgen.fit(coin, flips, method="reparam", backend="numpyro")
 """
 
-from ppgen.api import fit
+from ppgen import _xla  # noqa: F401  (sets XLA_FLAGS before JAX starts; see its docstring)
+from ppgen.api import compare, fit, gradvar
+from ppgen.diagnostics.compare import Comparison
 from ppgen.errors import PPGenError
 from ppgen.inference.base import FitResult
+from ppgen.inference.gradvar import GradVarReport
 from ppgen.modeling import (
     Model,
     current_backend,
@@ -26,6 +29,7 @@ from ppgen.modeling import (
     factor,
     get_method,
     get_model,
+    implicit,
     list_methods,
     list_models,
     model,
@@ -41,10 +45,13 @@ from ppgen.modeling import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Comparison",
     "FitResult",
+    "GradVarReport",
     "Model",
     "PPGenError",
     "__version__",
+    "compare",
     "current_backend",
     "deterministic",
     "dist",
@@ -52,6 +59,8 @@ __all__ = [
     "fit",
     "get_method",
     "get_model",
+    "gradvar",
+    "implicit",
     "list_methods",
     "list_models",
     "model",

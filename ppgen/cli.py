@@ -208,6 +208,176 @@ def _report(result: Any, out: Path) -> None:
         )
 
 
+@cli.command("compare")
+@click.argument("name")
+@click.option(
+    "--methods",
+    default=None,
+    help="Comma-separated methods, METHOD or METHOD:GUIDE (default: reparam,score,nuts, those "
+    "registered).",
+)
+@click.option(
+    "--backend", default="numpyro", show_default=True, help="numpyro (JAX) or pyro (PyTorch)."
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--reference", default="auto", show_default=True, help="exact, nuts, a method, or auto."
+)
+@click.option("--steps", default=2000, show_default=True, type=int, help="Steps per VI fit.")
+@click.option("--lr", default=None, type=float, help="Learning rate (method default if unset).")
+@click.option("--particles", default=1, show_default=True, type=int, help="Particles per step.")
+@click.option(
+    "--num-samples", default=4000, show_default=True, type=int, help="Guide draws per VI fit."
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Output directory (default: runs/NAME-compare).",
+)
+@click.option(
+    "--option",
+    "-o",
+    "options",
+    multiple=True,
+    metavar="METHOD.KEY=VALUE",
+    help="Method option, e.g. -o nuts.num_samples=2000 (repeatable).",
+)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@_friendly
+def compare_cmd(
+    name: str,
+    methods: str | None,
+    backend: str,
+    device: str,
+    reference: str,
+    steps: int,
+    lr: float | None,
+    particles: int,
+    num_samples: int,
+    seed: int,
+    out: Path | None,
+    options: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Fit model NAME with several methods; write report.md, forest.png and posterior_*.nc."""
+    from ppgen import api
+    from ppgen.errors import ConfigError
+
+    per_method: dict[str, dict[str, Any]] = {}
+    for key, value in _parse_options(options).items():
+        method, dot, option = key.partition(".")
+        if not dot or not method or not option:
+            raise ConfigError(
+                f"Option {key!r} names no method; write METHOD.KEY=VALUE, e.g. "
+                "-o nuts.num_samples=2000."
+            )
+        per_method.setdefault(method, {})[option] = value
+    out = out or Path("runs") / f"{name}-compare"
+    comparison = api.compare(
+        name,
+        methods=[m.strip() for m in methods.split(",") if m.strip()] if methods else None,
+        backend=backend,
+        device=device,
+        reference=reference,
+        steps=steps,
+        lr=lr,
+        particles=particles,
+        num_samples=num_samples,
+        seed=seed,
+        progress=not quiet,
+        options=per_method,
+        out=out,
+    )
+    click.echo(comparison.to_markdown())
+    click.echo(f"written to {out}: report.md, forest.png, posterior_<method>.nc")
+
+
+@cli.command("gradvar")
+@click.argument("name")
+@click.option(
+    "--estimators",
+    default=None,
+    help="Comma-separated estimators, e.g. reparam,reparam+stl,score,score+rb+loo "
+    "(default: all that apply).",
+)
+@click.option(
+    "--particles", default="1,10,100", show_default=True, help="Comma-separated particle counts."
+)
+@click.option(
+    "--repeats", default=1000, show_default=True, type=int, help="Estimates per estimator."
+)
+@click.option(
+    "--backend", default="numpyro", show_default=True, help="numpyro (JAX) or pyro (PyTorch)."
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--at", "at", default="init", show_default=True, help="init (guide's initial values) or fit."
+)
+@click.option("--guide", default=None, help="Guide name, or auto / auto_normal / auto_mvn.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+@click.option("--threads", default=None, type=int, help="torch threads (Pyro backend).")
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Output directory (default: runs/NAME-gradvar).",
+)
+@_friendly
+def gradvar_cmd(
+    name: str,
+    estimators: str | None,
+    particles: str,
+    repeats: int,
+    backend: str,
+    device: str,
+    at: str,
+    guide: str | None,
+    seed: int,
+    threads: int | None,
+    out: Path | None,
+) -> None:
+    """Gradient variance of several estimators for model NAME; write gradvar.csv and .png."""
+    from ppgen import api
+    from ppgen.errors import ConfigError
+
+    try:
+        counts = [int(p) for p in particles.split(",") if p.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"--particles must be comma-separated integers, got {particles!r}; e.g. 1,10,100."
+        ) from None
+    out = out or Path("runs") / f"{name}-gradvar"
+    report = api.gradvar(
+        name,
+        estimators=[e.strip() for e in estimators.split(",") if e.strip()] if estimators else None,
+        particles=counts,
+        repeats=repeats,
+        backend=backend,
+        device=device,
+        at=at,
+        guide=guide,
+        seed=seed,
+        threads=threads,
+        out=out,
+    )
+    totals = report.totals()
+    click.echo(f"{report!r}; reference gradient: {report.reference_kind}")
+    click.echo(
+        f"{'estimator':<22}{'particles':>10}{'variance':>14}{'snr':>10}{'|bias|':>12}"
+        f"{'ms/estimate':>13}"
+    )
+    for row in totals.itertuples():
+        click.echo(
+            f"{row.estimator:<22}{row.particles:>10}{row.variance:>14.4g}{row.snr:>10.3g}"
+            f"{row.bias:>12.4g}{row.seconds_per_estimate * 1e3:>13.4f}"
+        )
+    for est, count, why in report.skipped:
+        click.echo(f"skipped {est} at {count} particles: {why}")
+    click.echo(f"written to {out}: gradvar.csv, gradvar.png")
+
+
 def _parse_options(options: tuple[str, ...]) -> dict[str, Any]:
     import json
 

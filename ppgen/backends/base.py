@@ -397,7 +397,7 @@ class PredictiveDraws:
 
 @dataclass
 class ImportanceDraws:
-    """``log p(x, z)`` and ``log q(z)`` for ``z`` drawn from the fitted guide, shape ``(draws,)``."""
+    """``log p(x, z)`` and ``log q(z)`` for draws ``z`` of the fitted guide, shape ``(draws,)``."""
 
     log_joint: np.ndarray
     log_guide: np.ndarray
@@ -749,7 +749,7 @@ class Backend(abc.ABC):
     def run_svi(
         self,
         problem: SVIProblem,
-        objective: Objective,
+        objective: Objective | Estimator,
         loop: LoopConfig,
         validate: Callable[[TracePair], None] | None = None,
         hooks: LoopHooks | None = None,

@@ -504,7 +504,9 @@ class NumPyroBackend(Backend):
             single = handlers.trace(
                 handlers.substitute(handlers.seed(problem.model, key), data=params)
             ).get_trace(*args, **kwargs)
-            latent = [n for n, m in single.items() if m["type"] == "sample" and not m["is_observed"]]
+            latent = [
+                n for n, m in single.items() if m["type"] == "sample" and not m["is_observed"]
+            ]
             observed = [n for n, m in single.items() if _is_likelihood(n, m)]
 
             def one(draw: dict[str, Any], k: jax.Array) -> dict[str, tuple[Any, Any]]:

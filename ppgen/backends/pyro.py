@@ -396,10 +396,15 @@ class PyroBackend(Backend):
         ll: dict[str, list[np.ndarray]] = {}
         rep: dict[str, list[np.ndarray]] = {}
         with poutine.seed(rng_seed=seed), self._session(problem, store), torch.no_grad():
-            single = prune_subsample_sites(poutine.trace(problem.model).get_trace(*args, **kwargs))
+            # Any: Pyro's message TypedDict types "fn" as a plain callable.
+            single: Any = prune_subsample_sites(
+                poutine.trace(problem.model).get_trace(*args, **kwargs)
+            )
             nesting = _nesting(single)
             latent = {
-                n: m for n, m in single.nodes.items() if m["type"] == "sample" and not m["is_observed"]
+                n: m
+                for n, m in single.nodes.items()
+                if m["type"] == "sample" and not m["is_observed"]
             }
             observed = {n: m for n, m in single.nodes.items() if _is_likelihood(n, m)}
             total = len(next(iter(samples[n] for n in latent))) if latent else 1
@@ -413,7 +418,7 @@ class PyroBackend(Backend):
                     value = self.asarray(np.asarray(samples[name][start:stop]), problem.device)
                     cond[name] = value.reshape(n, *([1] * pad), *shape)
                 model = poutine.condition(_vectorize(problem.model, n, nesting), data=cond)
-                tr = poutine.trace(model).get_trace(*args, **kwargs)
+                tr: Any = poutine.trace(model).get_trace(*args, **kwargs)
                 for name, msg0 in observed.items():
                     fn, value = tr.nodes[name]["fn"], tr.nodes[name]["value"]
                     lp_shape = tuple(msg0["fn"].log_prob(msg0["value"]).shape)
@@ -602,7 +607,7 @@ def _nesting(trace: Any) -> int:
     return max(dims, default=0)
 
 
-def _is_likelihood(name: str, msg: dict[str, Any]) -> bool:
+def _is_likelihood(name: str, msg: Any) -> bool:
     """An observed data site: not a deterministic record, not a ``factor`` term."""
     return (
         msg["type"] == "sample"
@@ -644,7 +649,9 @@ def _entry_grads(rows: torch.Tensor, params: list[torch.Tensor]) -> list[torch.T
             torch.autograd.grad(f, params, retain_graph=True, allow_unused=True) for f in flat
         ]
         grads = tuple(
-            None if per_entry[0][i] is None else torch.stack([g[i] for g in per_entry])
+            None
+            if per_entry[0][i] is None
+            else torch.stack([g[i] for g in per_entry])  # type: ignore[misc]
             for i in range(len(params))
         )
     return [

@@ -82,6 +82,23 @@ def _normal_normal_exact(x: Any) -> dict[str, Marginal]:
     return {"mu": _marginal(stats.norm(mean, precision**-0.5))}
 
 
+def _normal_normal_neg_elbo_grad(params: dict[str, np.ndarray], x: Any) -> dict[str, np.ndarray]:
+    """Exact gradient of the negative ELBO of ``normal_normal_guide`` with respect to
+    ``mu_loc`` and ``log(mu_scale)``: with ``q = N(m, s^2)`` the ELBO is
+    ``-(sum (x_i - m)^2 + n s^2) / (2 sigma^2) - (m^2 + s^2) / (2 tau^2) + log s`` + const."""
+    x64 = np.asarray(x, np.float64)
+    m, s = float(params["mu_loc"]), float(params["mu_scale"])
+    n = len(x64)
+    return {
+        "mu_loc": np.asarray(m / NN_PRIOR_SD**2 - float(np.sum(x64 - m)) / NN_NOISE**2),
+        "mu_scale": np.asarray(n * s**2 / NN_NOISE**2 + s**2 / NN_PRIOR_SD**2 - 1.0),
+    }
+
+
+# Read by ppgen.gradvar as the reference gradient of this guide.
+normal_normal.extras["neg_elbo_grad"] = {"normal_normal_guide": _normal_normal_neg_elbo_grad}
+
+
 # -- linreg --------------------------------------------------------------------------------------
 LINREG_PRIOR_SD = 1.0
 LINREG_NOISE = 0.5
