@@ -113,6 +113,11 @@ class TracePair:
     #: Each guide site's ``log_prob`` with the guide's parameters stopped (values still attached),
     #: filled only when traced with ``TraceOptions(stop_guide_params=True)``.
     guide_stopped: Mapping[str, Array] = field(default_factory=dict)
+    #: For each model (guide) site, the guide's latent sites whose sampled values its
+    #: log-density depends on, directly or through later guide sites; filled only when traced
+    #: with ``TraceOptions(dependencies=True)`` and the backend could track provenance.
+    model_deps: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    guide_deps: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def latent(self) -> list[str]:
@@ -138,10 +143,14 @@ class TraceOptions:
     stop_guide_params
         Also record each guide site's log-density with the guide's parameters stopped (values
         still attached) in :attr:`TracePair.guide_stopped` (sticking the landing).
+    dependencies
+        Also record which guide sites each log-density depends on (provenance tracking, done
+        once) in :attr:`TracePair.model_deps` and :attr:`TracePair.guide_deps`.
     """
 
     detach_samples: bool = False
     stop_guide_params: bool = False
+    dependencies: bool = False
 
 
 def _no_state(backend: Backend, trace: TracePair) -> Any:

@@ -216,14 +216,22 @@ class NumPyroBackend(Backend):
                 )
             return out
 
+        # Dependencies are structural: tracked once, on the first call, then reused.
+        deps: list[tuple[dict[str, frozenset[str]], dict[str, frozenset[str]]]] = []
+
         def traced(params: dict[str, Any], key: jax.Array) -> TracePair:
+            if options.dependencies and not deps:
+                deps.append(_dependencies(problem, args, kwargs, params) or ({}, {}))
             if particles == 1:
                 out = jax.tree.map(lambda x: x[None], one(params, key))
             else:
                 keys = jax.random.split(key, particles)
                 out = jax.vmap(one, in_axes=(None, 0))(params, keys)
+            model_deps, guide_deps = deps[0] if deps else ({}, {})
             return TracePair(
                 guide_stopped=out["stopped"],
+                model_deps=model_deps,
+                guide_deps=guide_deps,
                 model=_sites(out["model"], meta["model"]),
                 guide=_sites(out["guide"], meta["guide"]),
                 particles=particles,
@@ -522,16 +530,21 @@ class NumPyroBackend(Backend):
                     )
                 return out
 
-            # Compiled once per chunk size: eager vmap dispatches every op of the model.
+            # Compiled once: every chunk has the same size (the last one padded and cut back).
             vectorized = jax.jit(jax.vmap(one))
             total = len(samples[latent[0]]) if latent else 1
-            for start, stop in base.chunks(total, _PREDICTIVE_CHUNK):
-                draws = {n: jnp.asarray(samples[n][start:stop]) for n in latent}
-                keys = jax.random.split(jax.random.fold_in(key, start), stop - start)
+            size = min(total, _PREDICTIVE_CHUNK)
+            for start, stop in base.chunks(total, size):
+                pad = size - (stop - start)
+                draws = {
+                    n: jnp.asarray(_pad_rows(np.asarray(samples[n][start:stop]), pad))
+                    for n in latent
+                }
+                keys = jax.random.split(jax.random.fold_in(key, start), size)
                 out = vectorized(draws, keys)
                 for name, (lp, draw) in out.items():
-                    ll.setdefault(name, []).append(np.asarray(lp))
-                    rep.setdefault(name, []).append(np.asarray(draw))
+                    ll.setdefault(name, []).append(np.asarray(lp)[: stop - start])
+                    rep.setdefault(name, []).append(np.asarray(draw)[: stop - start])
         return base.PredictiveDraws(
             log_likelihood={k: np.concatenate(v) for k, v in ll.items()},
             replicates={k: np.concatenate(v) for k, v in rep.items()},
@@ -548,15 +561,18 @@ class NumPyroBackend(Backend):
         ):
             args, kwargs = self._args(problem)
             key = jax.random.PRNGKey(seed)
-            for start, stop in base.chunks(num_samples, _PREDICTIVE_CHUNK):
-                traced = self.trace_fn(problem, args, kwargs, stop - start)
+            # One compiled chunk size; the last chunk's surplus draws are dropped.
+            size = min(num_samples, _PREDICTIVE_CHUNK)
+            traced = self.trace_fn(problem, args, kwargs, size)
 
-                def densities(params: dict[str, Any], k: jax.Array, traced: Any = traced) -> Any:
-                    return base.log_joint_and_guide(traced(params, k), self.ops)
+            @jax.jit
+            def densities(params: dict[str, Any], k: jax.Array) -> Any:
+                return base.log_joint_and_guide(traced(params, k), self.ops)
 
-                lp, lq = jax.jit(densities)(state.params, jax.random.fold_in(key, start))
-                joint.append(np.asarray(lp))
-                guide.append(np.asarray(lq))
+            for start, stop in base.chunks(num_samples, size):
+                lp, lq = densities(state.params, jax.random.fold_in(key, start))
+                joint.append(np.asarray(lp)[: stop - start])
+                guide.append(np.asarray(lq)[: stop - start])
         return base.ImportanceDraws(
             log_joint=np.concatenate(joint).astype(np.float64),
             log_guide=np.concatenate(guide).astype(np.float64),
@@ -740,6 +756,11 @@ class NumPyroBackend(Backend):
 _PREDICTIVE_CHUNK = 1000
 
 
+def _pad_rows(x: np.ndarray, pad: int) -> np.ndarray:
+    """``x`` with its last row repeated ``pad`` more times along the first axis."""
+    return np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]) if pad else x
+
+
 def _is_likelihood(name: str, msg: dict[str, Any]) -> bool:
     """An observed data site, not a ``factor`` term."""
     return (
@@ -784,6 +805,53 @@ class _DetachSamples(Messenger):
     def postprocess_message(self, msg: Any) -> None:
         if msg["type"] == "sample" and not msg["is_observed"]:
             msg["value"] = jax.lax.stop_gradient(msg["value"])
+
+
+def _dependencies(
+    problem: SVIProblem, args: Any, kwargs: Any, params: dict[str, Any]
+) -> tuple[dict[str, frozenset[str]], dict[str, frozenset[str]]] | None:
+    """Which guide sites each model and guide log-density depends on, by provenance tracking
+    through JAX's abstract evaluation (Wingate et al. 2011), or ``None`` where it fails.
+
+    Each latent value is replaced by ``0 * sample + input`` so that it depends both on its own
+    input and on whatever its distribution depended on: dependencies are transitive.
+    """
+
+    def guide_values() -> dict[str, Any]:
+        guide = handlers.substitute(handlers.seed(problem.guide, 0), data=params)
+        tr = handlers.trace(guide).get_trace(*args, **kwargs)
+        return {
+            n: m["value"] for n, m in tr.items() if m["type"] == "sample" and not m["is_observed"]
+        }
+
+    def log_probs(**latents: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        def tagged(msg: Any) -> Any:
+            if msg["type"] == "sample" and not msg["is_observed"] and msg["name"] in latents:
+                return 0 * msg["fn"](*msg["args"], **msg["kwargs"]) + latents[msg["name"]]
+            return None
+
+        guide = handlers.substitute(
+            handlers.substitute(handlers.seed(problem.guide, 0), data=params),
+            substitute_fn=tagged,
+        )
+        guide_tr = handlers.trace(guide).get_trace(*args, **kwargs)
+        model = handlers.substitute(handlers.seed(problem.model, 0), data=params)
+        model_tr = handlers.trace(handlers.replay(model, trace=guide_tr)).get_trace(*args, **kwargs)
+        out: list[dict[str, Any]] = []
+        for tr in (model_tr, guide_tr):
+            out.append(
+                {n: m["fn"].log_prob(m["value"]) for n, m in tr.items() if m["type"] == "sample"}
+            )
+        return out[0], out[1]
+
+    try:
+        from numpyro.ops.provenance import eval_provenance
+
+        model_deps, guide_deps = eval_provenance(log_probs, **jax.eval_shape(guide_values))
+    except Exception:
+        # Some primitives have no provenance rule; the caller falls back to site order.
+        return None
+    return dict(model_deps), dict(guide_deps)
 
 
 def _stopped_guide_log_probs(

@@ -18,6 +18,7 @@ import pyro.infer.autoguide as autoguide
 import torch
 from pyro import poutine
 from pyro.distributions.util import scale_and_mask
+from pyro.ops.provenance import get_provenance, track_provenance
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import prune_subsample_sites
 
@@ -163,17 +164,27 @@ class PyroBackend(Backend):
         particles: int,
         nesting: int,
         options: TraceOptions | None = None,
+        dependencies: _Deps | None = None,
     ) -> TracePair:
-        """Run the guide, replay the model against it, over ``particles`` vectorized draws."""
+        """Run the guide, replay the model against it, over ``particles`` vectorized draws.
+
+        With ``options.dependencies``, pass ``dependencies`` from :func:`_dependencies` (computed
+        once per fit) to avoid tracking provenance at every step.
+        """
         options = options or TraceOptions()
+        if options.dependencies and dependencies is None:
+            dependencies = _dependencies(problem, args, kwargs)
         guide_tr, model_tr = self._raw_traces(
             problem, args, kwargs, particles, nesting, options.detach_samples
         )
         stopped: dict[str, Any] = {}
         if options.stop_guide_params:
             stopped = _stopped_guide_log_probs(problem, guide_tr, args, kwargs, particles, nesting)
+        model_deps, guide_deps = dependencies if options.dependencies and dependencies else ({}, {})
         return TracePair(
             guide_stopped=stopped,
+            model_deps=model_deps,
+            guide_deps=guide_deps,
             model=_sites(model_tr, particles, nesting),
             guide=_sites(guide_tr, particles, nesting),
             particles=particles,
@@ -214,13 +225,18 @@ class PyroBackend(Backend):
             for name, value in (params or {}).items():
                 if name in store:
                     store[name] = self.asarray(value, problem.device)
-            first = self.trace_pair(problem, args, kwargs, particles, nesting, est.trace)
+            deps = _dependencies(problem, args, kwargs) if est.trace.dependencies else None
+
+            def trace() -> TracePair:
+                return self.trace_pair(problem, args, kwargs, particles, nesting, est.trace, deps)
+
+            first = trace()
             obj_state = est.init(self, first)
             del first
             named = dict(store.named_parameters())
             tensors = list(named.values())
             for _ in range(warmup):
-                tr = self.trace_pair(problem, args, kwargs, particles, nesting, est.trace)
+                tr = trace()
                 _, _, obj_state = est.step(self, tr, obj_state)
                 obj_state = _detached(obj_state)
             reported = [n for n in named if n in guide_params]
@@ -230,7 +246,7 @@ class PyroBackend(Backend):
             for _ in range(repeats):
                 for p in tensors:
                     p.grad = None
-                tr = self.trace_pair(problem, args, kwargs, particles, nesting, est.trace)
+                tr = trace()
                 loss, _ = _backward(self, est, tr, obj_state, tensors)
                 losses.append(loss.detach())
                 for n in reported:
@@ -262,8 +278,12 @@ class PyroBackend(Backend):
         timer = base.Timer()
         with poutine.seed(rng_seed=loop.seed), self._session(problem) as state:
             nesting = self.max_plate_nesting(problem, args, kwargs)
+            # Provenance tracking is slow: once per fit, not per step.
+            deps = _dependencies(problem, args, kwargs) if est.trace.dependencies else None
             try:
-                first = self.trace_pair(problem, args, kwargs, loop.particles, nesting, est.trace)
+                first = self.trace_pair(
+                    problem, args, kwargs, loop.particles, nesting, est.trace, deps
+                )
             except (RuntimeError, ValueError) as err:
                 if loop.particles == 1:
                     raise
@@ -298,7 +318,7 @@ class PyroBackend(Backend):
                         continue
                     for step in range(start, stop):
                         tr = self.trace_pair(
-                            problem, args, kwargs, loop.particles, nesting, est.trace
+                            problem, args, kwargs, loop.particles, nesting, est.trace, deps
                         )
                         opt.zero_grad(set_to_none=True)
                         loss, obj_state = _backward(self, est, tr, obj_state, params)
@@ -638,6 +658,7 @@ def _entry_grads(rows: torch.Tensor, params: list[torch.Tensor]) -> list[torch.T
     ``(*rows.shape, *param.shape)`` (``None`` where a parameter is unused)."""
     flat = rows.reshape(-1)
     eye = torch.eye(flat.numel(), dtype=flat.dtype, device=flat.device)
+    grads: Sequence[torch.Tensor | None]
     try:
         # One vectorized backward pass over all entries.
         grads = torch.autograd.grad(
@@ -645,15 +666,13 @@ def _entry_grads(rows: torch.Tensor, params: list[torch.Tensor]) -> list[torch.T
         )
     except RuntimeError:
         # Some operations have no batching rule: one backward pass per entry instead.
-        per_entry = [
+        per_entry: list[Sequence[Any]] = [
             torch.autograd.grad(f, params, retain_graph=True, allow_unused=True) for f in flat
         ]
-        grads = tuple(
-            None
-            if per_entry[0][i] is None
-            else torch.stack([g[i] for g in per_entry])  # type: ignore[misc]
+        grads = [
+            None if per_entry[0][i] is None else torch.stack([g[i] for g in per_entry])
             for i in range(len(params))
-        )
+        ]
     return [
         None if g is None else g.reshape(*rows.shape, *p.shape)
         for g, p in zip(grads, params, strict=True)
@@ -677,6 +696,53 @@ class _DetachSamples(Messenger):
     def _postprocess_message(self, msg: Any) -> None:
         if msg["type"] == "sample" and not msg["is_observed"]:
             msg["value"] = msg["value"].detach()
+
+
+#: Per model site and per guide site, the guide sites its log-density depends on.
+_Deps = tuple[dict[str, frozenset[str]], dict[str, frozenset[str]]]
+
+
+class _TrackSamples(Messenger):
+    """Tag every sampled value with its site's name; provenance then flows through the ops."""
+
+    def _postprocess_message(self, msg: Any) -> None:
+        if msg["type"] == "sample" and not msg["is_observed"]:
+            msg["value"] = track_provenance(msg["value"], frozenset({msg["name"]}))
+
+
+def _log_prob(msg: Any) -> torch.Tensor:
+    return msg["fn"].log_prob(msg["value"])
+
+
+def _dependencies(problem: SVIProblem, args: Any, kwargs: Any) -> _Deps | None:
+    """Which guide sites each model and guide log-density depends on, by provenance tracking
+    of one unvectorized run (Wingate et al. 2011), or ``None`` where tracking fails.
+
+    The random state is restored afterwards: asking for dependencies changes no draw."""
+    rng = pyro.util.get_rng_state()
+    try:
+        with torch.no_grad():
+            with _TrackSamples():
+                guide_tr = poutine.trace(problem.guide).get_trace(*args, **kwargs)
+            model_tr = poutine.trace(poutine.replay(problem.model, trace=guide_tr)).get_trace(
+                *args, **kwargs
+            )
+            deps = []
+            for tr in (model_tr, guide_tr):
+                deps.append(
+                    {
+                        name: get_provenance(_log_prob(msg))
+                        for name, msg in prune_subsample_sites(tr).nodes.items()
+                        if msg["type"] == "sample"
+                        and not (msg["infer"] or {}).get("_deterministic")
+                    }
+                )
+    except Exception:
+        # Some operations do not propagate provenance; the caller falls back to site order.
+        return None
+    finally:
+        pyro.util.set_rng_state(rng)
+    return deps[0], deps[1]
 
 
 class _StopParams(Messenger):

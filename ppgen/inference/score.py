@@ -150,31 +150,44 @@ def learning_signals(
     stopped, shaped to broadcast against that site's ``log_prob`` (particle axis first).
 
     Without Rao-Blackwellization every site gets the whole per-particle ELBO. With it, a guide
-    site ``s`` gets the guide's terms ``-log q`` from ``s`` on (in the guide's execution order),
-    the model's terms ``log p`` from the first of those sites on (in the model's order), and
-    inside each plate that ``s`` and a term share, only the term's own slice.
+    site ``s`` gets only the terms that depend on its value: the model's ``log p`` and the
+    guide's ``-log q`` terms whose provenance includes ``s`` (directly or through later guide
+    sites), and inside each plate that ``s`` and a term share, only the term's own slice. Where
+    the backend could not track provenance, execution order stands in for it: the guide's terms
+    from ``s`` on and the model's terms from the first of those sites on (Pyro's dense graph).
     """
     ops, p = be.ops, tr.particles
     if not rao_blackwell:
         elbo = be.stop_gradient(elbo_particles(be, tr))
         return {s: ops.reshape(elbo, (p,) + (1,) * (tr.guide[s].log_prob.ndim - 1)) for s in names}
-    guide_order = [n for n, site in tr.guide.items() if not site.observed]
-    model_order = list(tr.model)
     signals = {}
     for s in names:
         target = tr.guide[s].log_prob
         keep = {pl.dim: pl.name for pl in tr.guide[s].plates}
-        downstream = guide_order[guide_order.index(s) :]
-        first = min((model_order.index(t) for t in downstream if t in tr.model), default=None)
+        model_terms, guide_terms = _downstream(tr, s)
         total: Any = 0.0
-        for t in downstream:
+        for t in guide_terms:
             site = tr.guide[t]
             total = total - _align(ops, site.log_prob, site.plates, target, keep)
-        for c in model_order[first:] if first is not None else []:
+        for c in model_terms:
             site = tr.model[c]
             total = total + _align(ops, site.log_prob, site.plates, target, keep)
         signals[s] = be.stop_gradient(total)
     return signals
+
+
+def _downstream(tr: TracePair, s: str) -> tuple[list[str], list[str]]:
+    """The model and guide sites whose log-densities can depend on guide site ``s``."""
+    latent = [n for n, site in tr.guide.items() if not site.observed]
+    if tr.model_deps and tr.guide_deps:
+        # A site the tracking did not see is kept: leaving a dependent term out would bias.
+        model = [c for c in tr.model if s in tr.model_deps.get(c, frozenset({s}))]
+        guide = [t for t in latent if s in tr.guide_deps.get(t, frozenset({s}))]
+        return model, guide
+    order = list(tr.model)
+    guide = latent[latent.index(s) :]
+    first = min((order.index(t) for t in guide if t in tr.model), default=len(order))
+    return order[first:], guide
 
 
 def _pathwise(be: Backend, tr: TracePair, score: set[str]) -> Array:
@@ -249,7 +262,7 @@ def score_estimator(config: ScoreConfig) -> Estimator:
     return Estimator(
         step=step,
         init=init,
-        trace=TraceOptions(detach_samples=config.sites == "all"),
+        trace=TraceOptions(detach_samples=config.sites == "all", dependencies=config.rao_blackwell),
         combine=_cv_combine if reduction == "cv" else None,
     )
 

@@ -3,8 +3,8 @@
 Unbiasedness: every estimator's mean gradient lies within 4 of its own standard errors of the
 exact gradient (closed-form ELBO gradients of ``normal_normal`` and ``hier_normal``; the
 enumerated one of ``two_gaussians``). Variance: ratios of the trace of the gradient covariance,
-asserted with margins far below the measured ratios (about 130x where 20x is asserted, and
-about 1e9x where 100x is asserted).
+asserted with margins well below the measured ratios (120x to 150x where 20x is asserted; many
+orders of magnitude where STL's 100x is asserted).
 """
 
 from __future__ import annotations
@@ -13,8 +13,12 @@ import numpy as np
 import pytest
 
 import ppgen
+from ppgen.api import resolve
+from ppgen.backends import get_backend
+from ppgen.backends.base import Backend, TraceOptions, TracePair
 from ppgen.errors import ConfigError, ModelError
 from ppgen.inference.gradvar import DEFAULT_ESTIMATORS
+from ppgen.inference.score import learning_signals
 from ppgen.models.discrete import exact_probs
 
 REPEATS = {"numpyro": 2000, "pyro": 400}
@@ -88,10 +92,17 @@ def test_rao_blackwellization_and_baselines_cut_variance(backend: str) -> None:
     )
     _assert_unbiased(report, 10)
     var = report.totals().set_index("estimator")["variance"]
-    # Measured: score / score+rb about 15x, score / loo and score / cv about 130x.
-    assert var["score"] / var["score+rb"] > 5
+    # Trace of the covariance. Measured: score / score+rb about 45x, score / loo and score / cv
+    # 120x to 150x on both backends and several seeds.
+    assert var["score"] / var["score+rb"] > 10
     assert var["score"] / var["score+rb+loo"] > 20
     assert var["score"] / var["score+rb+cv"] > 20
+    # The global mean's location alone (whose score multiplies costs from every group):
+    # measured 24x to 30x.
+    frame = report.to_frame()
+    mu = frame[frame["parameter"] == "mu_loc"].set_index("estimator")["variance"]
+    assert mu["score"] / mu["score+rb+loo"] > 10
+    assert mu["score"] / mu["score+rb+cv"] > 10
 
 
 def test_stl_has_almost_no_variance_at_the_exact_posterior(backend: str) -> None:
@@ -117,12 +128,12 @@ def test_iwae_bound_is_tighter_than_the_elbo(backend: str) -> None:
         "normal_normal",
         backend=backend,
         estimators=["reparam", "reparam+iwae"],
-        particles=[20],
+        particles=[10],
         repeats=100,
         seed=5,
     )
-    elbo = report.draws[("reparam", 20)].losses
-    iwae = report.draws[("reparam+iwae", 20)].losses
+    elbo = report.draws[("reparam", 10)].losses
+    iwae = report.draws[("reparam+iwae", 10)].losses
     se = np.sqrt(elbo.var() / len(elbo) + iwae.var() / len(iwae))
     assert iwae.mean() < elbo.mean() - 4 * se
 
@@ -175,3 +186,42 @@ def test_score_fit_reaches_the_exact_posterior(reduction: str) -> None:
     exact = ppgen.get_model("normal_normal").exact_posterior()["mu"]
     assert abs(result.params["mu_loc"] - exact.mean) < 0.1 * exact.sd
     assert abs(result.params["mu_scale"] / exact.sd - 1) < 0.1
+
+
+def _hier_trace(backend: str, options: TraceOptions) -> tuple[Backend, TracePair]:
+    _, _, problem, _ = resolve("hier_normal", backend=backend)
+    be = get_backend(backend)
+    if backend == "numpyro":
+        import jax
+
+        with ppgen.use_backend("numpyro"):
+            args, kwargs = be._args(problem)  # type: ignore[attr-defined]
+            u, t = be.init_params(problem, args, kwargs, jax.random.PRNGKey(0))  # type: ignore[attr-defined]
+            traced = be.trace_fn(problem, args, kwargs, 3, options)  # type: ignore[attr-defined]
+            return be, traced(be.constrain(u, t), jax.random.PRNGKey(1))  # type: ignore[attr-defined]
+    from pyro import poutine
+
+    with poutine.seed(rng_seed=0), be._session(problem):  # type: ignore[attr-defined]
+        args, kwargs = be._args(problem)  # type: ignore[attr-defined]
+        return be, be.trace_pair(problem, args, kwargs, 3, 1, options)  # type: ignore[attr-defined]
+
+
+def test_rao_blackwellization_follows_provenance_and_plates(backend: str) -> None:
+    be, tr = _hier_trace(backend, TraceOptions(dependencies=True))
+    assert tr.model_deps["x"] == {"z"} and tr.model_deps["z"] == {"mu", "z"}
+    assert tr.guide_deps["z"] == {"z"} and tr.guide_deps["mu"] == {"mu"}
+    f = {k: be.to_numpy(v) for k, v in learning_signals(be, tr, ["mu", "z"], True).items()}
+    lp = {k: be.to_numpy(s.log_prob).reshape(3, -1) for k, s in tr.model.items()}
+    lq = {k: be.to_numpy(s.log_prob).reshape(3, -1) for k, s in tr.guide.items()}
+    # mu's cost is its Markov blanket: no likelihood term, no -log q(z) term.
+    expected_mu = lp["mu"][:, 0] - lq["mu"][:, 0] + lp["z"].sum(1)
+    np.testing.assert_allclose(f["mu"].reshape(3), expected_mu, rtol=1e-5)
+    # Each z_i's cost holds only the terms of its own plate slice.
+    np.testing.assert_allclose(f["z"], lp["z"] + lp["x"] - lq["z"], rtol=1e-5)
+    # Without provenance, execution order stands in (every later term, summed over slices).
+    be, tr = _hier_trace(backend, TraceOptions())
+    assert not tr.model_deps
+    f = {k: be.to_numpy(v) for k, v in learning_signals(be, tr, ["mu"], True).items()}
+    total = sum(be.to_numpy(s.log_prob).reshape(3, -1).sum(1) for s in tr.model.values())
+    total = total - sum(be.to_numpy(s.log_prob).reshape(3, -1).sum(1) for s in tr.guide.values())
+    np.testing.assert_allclose(f["mu"].reshape(3), total, rtol=1e-5)
