@@ -268,7 +268,7 @@ class GradVarReport:
         import matplotlib.pyplot as plt
 
         totals = self.totals()
-        fig, (ax_var, ax_snr) = plt.subplots(1, 2, figsize=(11, 4.2))
+        fig, (ax_var, ax_snr) = plt.subplots(1, 2, figsize=(12.5, 4.2))
         for est in self.estimators:
             sub = totals[totals["estimator"] == est].sort_values("particles")
             ax_var.plot(sub["particles"], sub["variance"], marker="o", label=est)
@@ -289,8 +289,10 @@ class GradVarReport:
         )
         for ax in (ax_var, ax_snr):
             ax.grid(True, which="both", alpha=0.3)
-        ax_snr.legend(fontsize=8, loc="best")
-        fig.tight_layout()
+        # One legend for both panels, outside them, so that it hides no line.
+        handles, labels = ax_var.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0, 0.84, 1))
         if path is not None:
             fig.savefig(path, dpi=120)
         return fig
