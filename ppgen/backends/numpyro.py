@@ -350,8 +350,7 @@ class NumPyroBackend(Backend):
             skipped = 0
             begin = 0
             if resume is not None:
-                # The estimator's state is not checkpointed: it restarts on resume.
-                carry = (*_restore(resume, carry[:2], loop), carry[2])
+                carry = _restore(resume, carry, loop)
                 begin = resume.step
                 losses[:begin] = resume.losses[:begin]
                 skipped = resume.skipped
@@ -745,11 +744,49 @@ class NumPyroBackend(Backend):
             jax.default_device(self._device(problem.device)),
         ):
             args, kwargs = self._args(problem)
-            traced = self.trace_fn(problem, args, kwargs, particles)
-            out = jax.jit(lambda p, k: fn(self, traced(p, k)))(
-                state.params, jax.random.PRNGKey(seed)
-            )
+            arrays, static = _split_static(args, kwargs)
+            # One compiled function per model, guide, fn and static arguments: evaluating data
+            # in chunks of one shape compiles once.
+            key = (problem.model, problem.guide, fn, particles, repr(static), problem.device)
+            run = _EVAL_CACHE.get(key)
+            if run is None:
+
+                def evaluate(params: Any, rng: jax.Array, arrays: Any) -> Any:
+                    a, kw = _merge_static(arrays, static)
+                    return fn(self, self.trace_fn(problem, a, kw, particles)(params, rng))
+
+                run = _EVAL_CACHE[key] = jax.jit(evaluate)
+                while len(_EVAL_CACHE) > 16:
+                    _EVAL_CACHE.pop(next(iter(_EVAL_CACHE)))
+            out = run(state.params, jax.random.PRNGKey(seed), arrays)
         return jax.tree.map(np.asarray, out)
+
+
+#: Compiled functions of :meth:`NumPyroBackend.trace_eval`, oldest first.
+_EVAL_CACHE: dict[Any, Any] = {}
+
+
+def _split_static(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    """Arrays (traced by jit) apart from the other arguments (baked into the compiled code)."""
+
+    def is_array(x: Any) -> bool:
+        return isinstance(x, jax.Array)
+
+    arrays = (
+        {i: a for i, a in enumerate(args) if is_array(a)},
+        {k: v for k, v in kwargs.items() if is_array(v)},
+    )
+    static = (
+        tuple((i, a) for i, a in enumerate(args) if not is_array(a)),
+        tuple(sorted((k, v) for k, v in kwargs.items() if not is_array(v))),
+        len(args),
+    )
+    return arrays, static
+
+
+def _merge_static(arrays: Any, static: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    positional = {**arrays[0], **dict(static[0])}
+    return tuple(positional[i] for i in range(static[2])), {**arrays[1], **dict(static[1])}
 
 
 #: Draws per vectorized run in :meth:`NumPyroBackend.predictive` (bounds memory on big models).
@@ -958,13 +995,16 @@ def _leaves(tree: Any, prefix: str) -> dict[str, np.ndarray]:
 def _checkpoint(
     step: int, carry: Any, losses: np.ndarray, skipped: int, loop: LoopConfig
 ) -> Checkpoint:
-    """Parameters and optimizer state as named arrays; the RNG is the seed and the step."""
+    """Parameters, optimizer state and the estimator's state (a moving-average baseline) as
+    named arrays; the RNG is the seed and the step."""
     arrays = {**_leaves(carry[0], "param"), **_leaves(carry[1], "optim")}
+    arrays.update(_leaves(carry[2:], "objective"))
     return Checkpoint(step, arrays, {"seed": loop.seed}, losses[:step].copy(), skipped)
 
 
 def _restore(ckpt: Checkpoint, fresh: Any, loop: LoopConfig) -> Any:
     expected = {**_leaves(fresh[0], "param"), **_leaves(fresh[1], "optim")}
+    expected.update(_leaves(fresh[2:], "objective"))
     base.check_resume(ckpt, expected, "this fit")
     if ckpt.meta.get("seed") != loop.seed:
         raise RunDirError(
@@ -978,7 +1018,9 @@ def _restore(ckpt: Checkpoint, fresh: Any, loop: LoopConfig) -> Any:
         )
     paths, treedef = jax.tree_util.tree_flatten_with_path(fresh)
     names = [
-        ("param" if i == 0 else "optim") + jax.tree_util.keystr(path[1:])
+        ("param", "optim")[i] + jax.tree_util.keystr(path[1:])
+        if i < 2
+        else "objective" + jax.tree_util.keystr((jax.tree_util.SequenceKey(i - 2), *path[1:]))
         for (path, _) in paths
         for i in [path[0].idx]
     ]

@@ -7,6 +7,7 @@ or tests; tensors are created on the chosen device once, never moved per step.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import ModuleType
@@ -303,13 +304,18 @@ class PyroBackend(Backend):
             opt, sched = _optimizer(params, loop)
             begin = 0
             if resume is not None:
+                resume, saved_state = _split_objective(resume)
                 _restore(resume, names, params, opt, sched, loop)
+                obj_state = _objective_restored(obj_state, saved_state)
                 begin = resume.step
                 losses[:begin] = resume.losses[:begin]
                 skipped = resume.skipped
 
             def checkpoint(step: int) -> Checkpoint:
-                return _checkpoint(step, names, params, opt, sched, losses, skipped)
+                ckpt = _checkpoint(step, names, params, opt, sched, losses, skipped)
+                # The estimator's state (a moving-average baseline) resumes exactly too.
+                ckpt.arrays.update(_objective_arrays(obj_state))
+                return ckpt
 
             bar = base.ProgressBar(loop.steps, loop.description, loop.progress, initial=begin)
             try:
@@ -677,6 +683,38 @@ def _entry_grads(rows: torch.Tensor, params: list[torch.Tensor]) -> list[torch.T
         None if g is None else g.reshape(*rows.shape, *p.shape)
         for g, p in zip(grads, params, strict=True)
     ]
+
+
+_OBJECTIVE = "objective/"
+
+
+def _objective_arrays(tree: Any, prefix: str = _OBJECTIVE) -> dict[str, np.ndarray]:
+    """An estimator's state (nested dicts of tensors) as named arrays for a checkpoint."""
+    if isinstance(tree, torch.Tensor):
+        return {prefix.rstrip("/"): tree.detach().cpu().numpy().copy()}
+    if isinstance(tree, dict):
+        out: dict[str, np.ndarray] = {}
+        for key, value in tree.items():
+            out.update(_objective_arrays(value, f"{prefix}{key}/"))
+        return out
+    return {}
+
+
+def _objective_restored(tree: Any, arrays: dict[str, np.ndarray], prefix: str = _OBJECTIVE) -> Any:
+    """``tree`` with every tensor replaced by its saved value, where the checkpoint has one."""
+    if isinstance(tree, torch.Tensor):
+        saved = arrays.get(prefix.rstrip("/"))
+        return tree if saved is None else torch.as_tensor(saved, dtype=tree.dtype).to(tree.device)
+    if isinstance(tree, dict):
+        return {k: _objective_restored(v, arrays, f"{prefix}{k}/") for k, v in tree.items()}
+    return tree
+
+
+def _split_objective(ckpt: Checkpoint) -> tuple[Checkpoint, dict[str, np.ndarray]]:
+    """The checkpoint without the estimator's arrays, and those arrays."""
+    state = {k: v for k, v in ckpt.arrays.items() if k.startswith(_OBJECTIVE)}
+    rest = {k: v for k, v in ckpt.arrays.items() if not k.startswith(_OBJECTIVE)}
+    return dataclasses.replace(ckpt, arrays=rest), state
 
 
 def _detached(tree: Any) -> Any:

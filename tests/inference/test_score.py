@@ -15,10 +15,17 @@ import pytest
 import ppgen
 from ppgen.api import resolve
 from ppgen.backends import get_backend
-from ppgen.backends.base import Backend, TraceOptions, TracePair
+from ppgen.backends.base import (
+    Backend,
+    Checkpoint,
+    LoopConfig,
+    LoopHooks,
+    TraceOptions,
+    TracePair,
+)
 from ppgen.errors import ConfigError, ModelError
 from ppgen.inference.gradvar import DEFAULT_ESTIMATORS
-from ppgen.inference.score import learning_signals
+from ppgen.inference.score import ScoreConfig, learning_signals, score_estimator
 from ppgen.models.discrete import exact_probs
 
 REPEATS = {"numpyro": 2000, "pyro": 400}
@@ -225,3 +232,29 @@ def test_rao_blackwellization_follows_provenance_and_plates(backend: str) -> Non
     total = sum(be.to_numpy(s.log_prob).reshape(3, -1).sum(1) for s in tr.model.values())
     total = total - sum(be.to_numpy(s.log_prob).reshape(3, -1).sum(1) for s in tr.guide.values())
     np.testing.assert_allclose(f["mu"].reshape(3), total, rtol=1e-5)
+
+
+class _Recorder(LoopHooks):
+    def __init__(self) -> None:
+        self.saved: list[Checkpoint] = []
+
+    def save(self, checkpoint: Checkpoint) -> None:
+        self.saved.append(checkpoint)
+
+    def interrupted(self) -> bool:
+        return False
+
+
+def test_resume_restores_the_moving_average_baseline(backend: str) -> None:
+    _, _, problem, _ = resolve("hier_normal", backend=backend)
+    be = get_backend(backend)
+    estimator = score_estimator(ScoreConfig(variance_reduction="baseline"))
+    loop = LoopConfig(steps=40, particles=4, checkpoint_every=20, progress=False)
+    hooks = _Recorder()
+    whole = be.run_svi(problem, estimator, loop, hooks=hooks)
+    middle = hooks.saved[0]
+    assert middle.step == 20 and any(k.startswith("objective") for k in middle.arrays)
+    resumed = be.run_svi(problem, estimator, loop, resume=middle)
+    for name, value in whole.params.items():
+        np.testing.assert_array_equal(resumed.params[name], value)
+    np.testing.assert_array_equal(resumed.losses, whole.losses)
