@@ -196,6 +196,8 @@ def _report(result: Any, out: Path) -> None:
     from ppgen.runs import summarize
 
     click.echo(f"{result!r}")
+    if "elbo" in result.extras:
+        click.echo(f"ELBO estimate (last 10% of steps): {result.extras['elbo']:.4f}")
     if result.skipped_steps:
         click.echo(f"skipped {result.skipped_steps} steps with a non-finite loss or gradient")
     click.echo(f"run directory: {out}")
@@ -376,6 +378,40 @@ def gradvar_cmd(
     for est, count, why in report.skipped:
         click.echo(f"skipped {est} at {count} particles: {why}")
     click.echo(f"written to {out}: gradvar.csv, gradvar.png")
+
+
+@cli.command("sample")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("-n", "num", default=64, show_default=True, type=int, help="Number of samples.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="A .png (image grid or histogram) or .npy file (default: RUN_DIR/samples_new.png).",
+)
+@_friendly
+def sample_cmd(run_dir: Path, num: int, seed: int, device: str, out: Path | None) -> None:
+    """Draw new samples from the model fitted in RUN_DIR."""
+    import numpy as np
+
+    from ppgen import api
+    from ppgen.diagnostics.images import png_bytes, samples_figure
+    from ppgen.errors import ConfigError
+    from ppgen.runs import atomic_path
+
+    out = out or run_dir / "samples_new.png"
+    if out.suffix.lower() not in (".png", ".npy"):
+        raise ConfigError(f"--out {out} must end in .png or .npy.")
+    samples = api.sample(run_dir, n=num, seed=seed, device=device)
+    with atomic_path(out) as tmp:
+        if out.suffix.lower() == ".npy":
+            with open(tmp, "wb") as fh:
+                np.save(fh, samples)
+        else:
+            tmp.write_bytes(png_bytes(samples_figure(samples, f"{num} samples, seed {seed}")))
+    click.echo(f"{num} samples of shape {samples.shape[1:]} written to {out}")
 
 
 def _parse_options(options: tuple[str, ...]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import numpy as np
 from ppgen.backends.base import Checkpoint, LoopHooks
 from ppgen.errors import RunDirError
 from ppgen.inference.base import FitResult
+from ppgen.inference.generate import model_arguments
 
 if TYPE_CHECKING:
     from ppgen.diagnostics.compare import Comparison
@@ -32,6 +33,7 @@ __all__ = [
     "atomic_path",
     "atomic_write",
     "load_checkpoint",
+    "load_params",
     "read_config",
     "save_checkpoint",
     "summarize",
@@ -116,12 +118,19 @@ def write_run(result: FitResult, out: Path, num_samples: int = 1000) -> list[dic
         "timings": result.timings,
         "skipped_steps": result.skipped_steps,
     }
+    # Enough to rebuild the model's networks without the data (``ppgen sample``).
+    config["model_arguments"] = asdict(model_arguments(result.model, result.problem.data))
     write_config(out, config)
+    # Further per-step series (each GAN player's loss) become columns beside the loss.
+    extra = {k: v for k, v in result.metrics.items() if len(v) == len(result.losses)}
 
     def metrics(fh: IO[str]) -> None:
         w = csv.writer(fh)
-        w.writerow(["step", "loss"])
-        w.writerows((i + 1, repr(float(v))) for i, v in enumerate(result.losses))
+        w.writerow(["step", "loss", *extra])
+        columns = [result.losses, *extra.values()]
+        w.writerows(
+            (i + 1, *(repr(float(c[i])) for c in columns)) for i in range(len(result.losses))
+        )
 
     atomic_write(out / "metrics.csv", metrics)
     if result.params:
@@ -135,13 +144,42 @@ def write_run(result: FitResult, out: Path, num_samples: int = 1000) -> list[dic
     figures = {"posterior.png": posterior_figure(samples, title)}
     if result.losses.size:
         figures["loss.png"] = loss_figure(result.losses, title)
+    # Model-specific plots (e.g. avb_toy's latent space): ``extras["figures"][name](result)``.
+    for fig_name, make in result.model.extras.get("figures", {}).items():
+        figures[fig_name] = make(result)
     for name, fig in figures.items():
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110)
         with atomic_path(out / name) as tmp:
             tmp.write_bytes(buf.getvalue())
         fig.clear()
+    _write_artifacts(result, out)
     return summarize(samples)
+
+
+def _write_artifacts(result: FitResult, out: Path) -> None:
+    """Sample grids, both players' losses, quality.json (:mod:`ppgen.diagnostics.reports`)."""
+    from ppgen.diagnostics.reports import artifacts
+
+    for name, item in artifacts(result).items():
+        if isinstance(item, bytes):
+            with atomic_path(out / name) as tmp:
+                tmp.write_bytes(item)
+        else:
+            atomic_write(
+                out / name, lambda fh, item=item: json.dump(item, fh, indent=2, default=_jsonable)
+            )
+
+
+def load_params(path: Path) -> dict[str, np.ndarray]:
+    """A run directory's fitted parameters (safetensors: loading runs no code)."""
+    from safetensors.numpy import load_file
+
+    validate_run_dir(path)
+    file = path / "params.safetensors"
+    if not file.is_file():
+        raise RunDirError(f"{path} has no params.safetensors; the run did not finish fitting.")
+    return dict(load_file(str(file)))
 
 
 # -- checkpoints, resume and safe loading ----------------------------------------------------------
@@ -316,7 +354,7 @@ class Checkpointer(LoopHooks):
 
 
 def _file_label(label: str) -> str:
-    """A method label made safe as part of a file name (``reparam:auto_mvn`` -> ``reparam-auto_mvn``)."""
+    """A method label made safe for a file name: ``reparam:auto_mvn`` -> ``reparam-auto_mvn``."""
     return "".join(c if c.isalnum() or c in "_.-" else "-" for c in label)
 
 
@@ -329,7 +367,11 @@ def write_comparison(comparison: Comparison, out: Path) -> list[Path]:
         raise RunDirError(f"Output directory {out} exists and is a file; pick another --out path.")
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "report.md"]
-    atomic_write(written[0], lambda fh: fh.write(comparison.to_markdown()))
+
+    def report(fh: IO[str]) -> None:
+        fh.write(comparison.to_markdown())
+
+    atomic_write(written[0], report)
     fig = comparison.plot_forest()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")

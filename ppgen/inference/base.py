@@ -154,6 +154,8 @@ class Method:
     run: Callable[[FitRequest, Any], FitResult]
     description: str
     default_lr: float | None = 0.01
+    #: Whether the method can fit an implicit guide (one without a density, e.g. AVB's).
+    implicit_guides: bool = False
 
 
 def make_config(config_type: type, options: dict[str, Any], method: str) -> Any:
