@@ -81,6 +81,8 @@ class ScoreConfig:
         ``"none"``, ``"baseline"`` (moving average of each site's learning signal, per plate
         slice), ``"loo"`` (leave-one-out mean over the other particles) or ``"cv"`` (Ranganath
         et al.'s per-coordinate control variate). ``"loo"`` and ``"cv"`` need ``particles >= 2``.
+        ``"cv"`` needs every particle's own gradient (a Jacobian over the particles), so its cost
+        per step grows with the square of the particle count; ``"loo"`` stays linear.
     baseline_decay
         Decay of the moving-average baseline (bias-corrected like Adam's moments).
     lr_decay, optimizer, clip_norm
