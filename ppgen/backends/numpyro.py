@@ -487,10 +487,14 @@ class NumPyroBackend(Backend):
                 chain_method="vectorized" if config.num_chains > 1 else "sequential",
                 progress_bar=progress,
             )
-            mcmc.run(jax.random.PRNGKey(seed), *args, extra_fields=("diverging",), **kwargs)
+            fields = ("diverging", "accept_prob", "energy", "num_steps")
+            mcmc.run(jax.random.PRNGKey(seed), *args, extra_fields=fields, **kwargs)
             samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+            # ArviZ's names, so that its energy plot and BFMI find them.
+            arviz_names = {"accept_prob": "acceptance_rate", "num_steps": "n_steps"}
             stats = {
-                k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()
+                arviz_names.get(k, k): np.asarray(v)
+                for k, v in mcmc.get_extra_fields(group_by_chain=True).items()
             }
         timer.mark_first(1)
         return NUTSOutcome(samples, stats, timer.result(1))

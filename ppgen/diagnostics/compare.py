@@ -240,7 +240,7 @@ class Comparison:
     model
         The model's name.
     reference
-        ``"exact"`` or the label of the reference fit.
+        The reference posterior; ``reference.kind`` is ``"exact"`` or the label of the fit used.
     parameters, methods
         The per-parameter and per-method rows.
     results, idata

@@ -41,6 +41,8 @@ def test_to_arviz_passes_summary_and_loo(method: str, eight_schools_nuts: ppgen.
     assert "sigma" in idata.constant_data
     if method == "nuts":
         assert idata.sample_stats["diverging"].shape == (4, 1000)
+        assert {"acceptance_rate", "energy", "n_steps"} <= set(idata.sample_stats)
+        assert np.all(az.bfmi(idata) > 0.3)  # energy transitions explore the posterior
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         table = az.summary(idata)
