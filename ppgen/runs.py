@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import json
 import os
@@ -166,9 +167,11 @@ def _write_artifacts(result: FitResult, out: Path) -> None:
             with atomic_path(out / name) as tmp:
                 tmp.write_bytes(item)
         else:
-            atomic_write(
-                out / name, lambda fh, item=item: json.dump(item, fh, indent=2, default=_jsonable)
-            )
+            atomic_write(out / name, functools.partial(_dump_json, item))
+
+
+def _dump_json(item: Any, fh: IO[str]) -> None:
+    json.dump(item, fh, indent=2, default=_jsonable)
 
 
 def load_params(path: Path) -> dict[str, np.ndarray]:

@@ -151,11 +151,13 @@ class PyroBackend(Backend):
             model = _vectorize(model, particles, nesting)
         # Outside the trace, so that the trace (and the rest of the guide) sees stopped values.
         with _DetachSamples() if detach_samples else contextlib.nullcontext():
-            guide_tr = prune_subsample_sites(poutine.trace(guide).get_trace(*args, **kwargs))
+            guide_tr = poutine.trace(guide).get_trace(*args, **kwargs)
+        # Replay against the full guide trace: its subsample sites carry the minibatch indices,
+        # so the model sees the same data points the guide encoded.
         model_tr = prune_subsample_sites(
             poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(*args, **kwargs)
         )
-        return guide_tr, model_tr
+        return prune_subsample_sites(guide_tr), model_tr
 
     def trace_pair(
         self,
@@ -524,11 +526,11 @@ class PyroBackend(Backend):
                         bar.update(stop - start, float(last))
                         if callback is not None and config.every and stop % config.every == 0:
                             with torch.no_grad():
-                                callback(ph.name, stop, PyroState(store.get_state(), nesting))
+                                callback(ph.name, stop, PyroState(_state(store), nesting))
             finally:
                 bar.close()
             constrained = {name: self.to_numpy(value) for name, value in store.items()}
-            state = PyroState(store.get_state(), nesting)
+            state = PyroState(_state(store), nesting)
         return base.GameOutcome(losses, constrained, state, timer.result(total))
 
     def _player_updates(
@@ -581,7 +583,7 @@ class PyroBackend(Backend):
                         "arguments that wrote it."
                     )
                 store[name] = saved.to(store[name].dtype)
-            snapshot = store.get_state()
+            snapshot = _state(store)
         del state
         return PyroState(snapshot, nesting)
 
@@ -604,6 +606,11 @@ class PyroBackend(Backend):
             nesting = max(state.max_plate_nesting, self.max_plate_nesting(problem, args, kwargs))
             out = fn(self, self.trace_pair(problem, args, kwargs, particles, nesting))
         return _to_numpy_tree(out)
+
+
+def _state(store: Any) -> dict[str, Any]:
+    """The parameter store's state (its tensors, not copies) as a plain dict."""
+    return dict(store.get_state())
 
 
 def _to_numpy_tree(x: Any) -> Any:
@@ -946,7 +953,7 @@ def _optimizer(params: list[torch.Tensor], loop: LoopConfig) -> tuple[Any, Any]:
     else:
         momentum = cfg.momentum if cfg.name == "momentum" else 0.0
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=momentum)
-    sched = None
+    sched: Any = None
     if cfg.lr_decay < 1.0 and cfg.staircase > 0:
         sched = torch.optim.lr_scheduler.StepLR(
             opt,

@@ -2,6 +2,7 @@
 
 from ppgen.modeling import nn
 from ppgen.modeling.context import current_backend, use_backend
+from ppgen.modeling.implicit import implicit
 from ppgen.modeling.model import Guide, Marginal, Model, model
 from ppgen.modeling.primitives import (
     deterministic,
@@ -25,6 +26,7 @@ __all__ = [
     "factor",
     "get_method",
     "get_model",
+    "implicit",
     "list_methods",
     "list_models",
     "model",
