@@ -233,9 +233,9 @@ def fit(
     m, meth, problem, guide_name = resolve(
         model, data, method=method, backend=backend, device=device, guide=guide
     )
-    if meth.default_lr is None and (checkpoint_every or resume is not None):
+    if not meth.resumable and (checkpoint_every or resume is not None):
         raise ConfigError(
-            f"Method {meth.name!r} runs in one call and cannot checkpoint or resume; drop "
+            f"Method {meth.name!r} cannot checkpoint or resume (reparam and score can); drop "
             "checkpoint_every / resume."
         )
     data_print = _fingerprint(problem)

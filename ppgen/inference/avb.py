@@ -462,4 +462,5 @@ METHOD = Method(
     description="Adversarial Variational Bayes: implicit guide + discriminator T(x, z)",
     default_lr=None,
     implicit_guides=True,
+    resumable=False,
 )

@@ -156,6 +156,8 @@ class Method:
     default_lr: float | None = 0.01
     #: Whether the method can fit an implicit guide (one without a density, e.g. AVB's).
     implicit_guides: bool = False
+    #: Whether the method's loop takes checkpoints and resumes from them exactly.
+    resumable: bool = True
 
 
 def make_config(config_type: type, options: dict[str, Any], method: str) -> Any:

@@ -477,4 +477,5 @@ METHOD = Method(
     run=fit,
     description="GAN training of implicit models (k discriminator steps per generator step)",
     default_lr=None,
+    resumable=False,
 )

@@ -41,4 +41,5 @@ METHOD = Method(
     run=fit,
     description="No-U-Turn sampler (reference posterior)",
     default_lr=None,
+    resumable=False,
 )

@@ -160,6 +160,22 @@ API_CASES: list[tuple[str, Callable[[Path], Any], type[Exception], str]] = [
         ConfigError,
         "cannot checkpoint",
     ),
+    (
+        "gan checkpoints",
+        lambda tmp: ppgen.fit(
+            "gan1d", method="gan", checkpoint_every=5, out=tmp / "r", progress=False
+        ),
+        ConfigError,
+        "cannot checkpoint",
+    ),
+    (
+        "avb resume",
+        lambda tmp: ppgen.fit(
+            "avb_toy", method="avb", checkpoint_every=5, out=tmp / "r", progress=False
+        ),
+        ConfigError,
+        "cannot checkpoint",
+    ),
     ("nuts zero samples", fit(method="nuts", num_samples=0), ConfigError, "num_samples"),
     ("NaN in data", fit(data=np.array([1.0, np.nan])), DataError, "NaN or infinite"),
     ("inf in data", fit(data=np.array([np.inf, 1.0])), DataError, "NaN or infinite"),
