@@ -359,11 +359,13 @@ class NumPyroBackend(Backend):
             def loss_fn(u: dict[str, Any], key: jax.Array, obj_state: Any) -> tuple[Any, Any]:
                 tr = traced(self.constrain(u, transforms), key)
                 surrogate, loss, obj_state = est.step(self, tr, obj_state)
-                # Which sites are finite, so that a non-finite loss can name its culprit.
+                # Which sites are finite, so that a non-finite loss can name its culprit. A sum
+                # is finite only if every entry is, and XLA shares the log-density sums with the
+                # ELBO's: checking entry by entry cost up to a third of a small model's step.
                 site_names[:] = [*tr.guide, *tr.model]
                 finite = jnp.stack(
                     [
-                        jnp.all(jnp.isfinite(site.log_prob)) & jnp.all(jnp.isfinite(site.value))
+                        jnp.isfinite(jnp.sum(site.log_prob)) & jnp.isfinite(jnp.sum(site.value))
                         for part in (tr.guide, tr.model)
                         for site in part.values()
                     ]

@@ -32,14 +32,22 @@ def param(
     name: str, init: Any = None, *, constraint: Any = None, event_dim: int | None = None
 ) -> Any:
     """Declare a learnable parameter with initial value ``init`` (a number or an array)."""
-    current()
+    ctx = current()
     kwargs: dict[str, Any] = {}
     if constraint is not None:
         kwargs["constraint"] = constraint
     if event_dim is not None:
         kwargs["event_dim"] = event_dim
     if init is not None and not callable(init):
-        init = ops.asarray(init)
+        if ctx.backend == "pyro":
+            # Pyro reads the initial value only when the parameter is new: converting it lazily
+            # saves a tensor construction per parameter at every eager step.
+            value = init
+
+            def init() -> Any:
+                return ops.asarray(value)
+        else:
+            init = ops.asarray(init)
     return _pyro.param(name, init, **kwargs)
 
 
