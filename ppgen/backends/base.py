@@ -218,6 +218,7 @@ class OptimConfig:
     ``lr_decay`` is the factor the learning rate has shrunk by at the last step (exponential
     schedule); 1.0 keeps it constant. With ``staircase = n > 0`` the rate instead drops by
     ``lr_decay ** (1 / n)`` every ``steps / n`` steps (TensorFlow's staircase schedule).
+    ``beta1`` is Adam's first-moment decay (GANs often use 0.5).
     """
 
     name: str = "adam"
@@ -226,6 +227,7 @@ class OptimConfig:
     momentum: float = 0.9
     clip_norm: float | None = None
     staircase: int = 0
+    beta1: float = 0.9
 
     def __post_init__(self) -> None:
         if self.name not in ("adam", "sgd", "momentum"):
@@ -236,6 +238,8 @@ class OptimConfig:
             raise ConfigError(f"lr_decay must be in (0, 1], got {self.lr_decay}.")
         if int(self.staircase) != self.staircase or self.staircase < 0:
             raise ConfigError(f"staircase must be a non-negative integer, got {self.staircase}.")
+        if not 0 <= self.beta1 < 1:
+            raise ConfigError(f"beta1 must be in [0, 1) (Adam's moment decay), got {self.beta1}.")
 
 
 @dataclass(frozen=True)

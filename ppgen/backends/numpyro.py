@@ -985,7 +985,7 @@ def _optimizer(loop: LoopConfig) -> optax.GradientTransformation:
     elif cfg.lr_decay < 1.0:
         lr = optax.exponential_decay(cfg.lr, transition_steps=loop.steps, decay_rate=cfg.lr_decay)
     if cfg.name == "adam":
-        tx = optax.adam(lr)
+        tx = optax.adam(lr, b1=cfg.beta1)
     else:
         tx = optax.sgd(lr, momentum=cfg.momentum if cfg.name == "momentum" else None)
     if cfg.clip_norm is not None:

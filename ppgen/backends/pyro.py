@@ -950,7 +950,7 @@ def _optimizer(params: list[torch.Tensor], loop: LoopConfig) -> tuple[Any, Any]:
     cfg = loop.optim
     opt: torch.optim.Optimizer
     if cfg.name == "adam":
-        opt = torch.optim.Adam(params, lr=cfg.lr)
+        opt = torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, 0.999))
     else:
         momentum = cfg.momentum if cfg.name == "momentum" else 0.0
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=momentum)

@@ -89,6 +89,7 @@ DEFAULTS: dict[str, Any] = {
     "lr_decay": 1.0,
     "staircase": 0,
     "momentum": 0.9,
+    "beta1": 0.9,
     "pretrain": "none",
     "pretrain_steps": 0,
     "site": None,
@@ -131,9 +132,9 @@ class GANConfig:
         ``"adam"`` (default), ``"sgd"`` or ``"momentum"``; each player gets its own.
     discriminator_lr
         The discriminator's learning rate (default: the same as the generator's ``lr``).
-    lr_decay, staircase, momentum
+    lr_decay, staircase, momentum, beta1
         Learning-rate factor reached at the end; in how many equal stairs (0: smoothly);
-        momentum of ``"momentum"``.
+        momentum of ``"momentum"``; Adam's first-moment decay (0.5 is common for GANs).
     pretrain, pretrain_steps
         Discriminator pre-training: ``"none"``, ``"density"`` (regression onto the model's
         target density) or ``"discriminator"`` (``D`` alone against the initial generator).
@@ -154,6 +155,7 @@ class GANConfig:
     lr_decay: float | None = None
     staircase: int | None = None
     momentum: float | None = None
+    beta1: float | None = None
     pretrain: str | None = None
     pretrain_steps: int | None = None
     site: str | None = None
@@ -414,6 +416,7 @@ def fit(request: FitRequest, config: GANConfig) -> FitResult:
             lr_decay=float(cfg.lr_decay or 1.0),
             momentum=float(cfg.momentum or 0.0),
             staircase=int(cfg.staircase or 0),
+            beta1=float(cfg.beta1 if cfg.beta1 is not None else 0.9),
         )
 
     d_optim = optim(cfg.discriminator_lr or cfg.lr)

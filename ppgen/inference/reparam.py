@@ -33,6 +33,7 @@ __all__ = [
     "METHOD",
     "STL",
     "ReparamConfig",
+    "analytic_kl_objective",
     "elbo_particles",
     "fit",
     "iwae_objective",
@@ -61,6 +62,10 @@ class ReparamConfig:
         Optimize the importance-weighted bound with ``iwae`` samples per estimate (Burda et al.
         2016) instead of the ELBO; each of the ``particles`` draws ``iwae`` guide samples and
         the reported loss is the negative bound.
+    analytic_kl
+        Use the closed-form ``KL(q(z) || p(z))`` for every latent site whose guide and prior
+        distributions have one (Gaussian guide and prior in a VAE: Kingma & Welling 2014,
+        Appendix B), and the Monte Carlo estimate for the others.
 
     References
     ----------
@@ -74,8 +79,14 @@ class ReparamConfig:
     clip_norm: float | None = None
     stl: bool = False
     iwae: int | None = None
+    analytic_kl: bool = False
 
     def __post_init__(self) -> None:
+        if self.analytic_kl and (self.stl or (self.iwae is not None and self.iwae > 1)):
+            raise ConfigError(
+                "analytic_kl=True replaces log p(z) - log q(z) by its expectation, which neither "
+                "stl nor iwae (they need the per-sample log weights) can use; choose one."
+            )
         if self.clip_norm is not None and self.clip_norm <= 0:
             raise ConfigError(f"clip_norm must be positive, got {self.clip_norm}.")
         if self.iwae is not None and (
@@ -101,6 +112,34 @@ def elbo_particles(be: Backend, tr: TracePair) -> Any:
         if not site.observed:
             total = total - ops.sum(ops.reshape(site.log_prob, (tr.particles, -1)), 1)
     return total
+
+
+def analytic_kl_objective(be: Backend, tr: TracePair) -> tuple[Any, Any]:
+    """Negative ELBO with ``KL(q || p)`` in closed form where the trace has it (``tr.kl``)."""
+    ops, p = be.ops, tr.particles
+    total: Any = 0.0
+    for name, site in tr.model.items():
+        if name not in tr.kl:
+            total = total + ops.sum(ops.reshape(site.log_prob, (p, -1)), 1)
+    for name, site in tr.guide.items():
+        if site.observed:
+            continue
+        if name in tr.kl:
+            total = total - ops.sum(ops.reshape(tr.kl[name], (p, -1)), 1)
+        else:
+            total = total - ops.sum(ops.reshape(site.log_prob, (p, -1)), 1)
+    loss = -ops.mean(total)
+    return loss, loss
+
+
+def check_analytic_kl(tr: TracePair) -> None:
+    """Like :func:`check_reparameterizable`, and some latent site must have a closed-form KL."""
+    check_reparameterizable(tr)
+    if not tr.kl:
+        raise ModelError(
+            "analytic_kl=True, but no latent site's guide and prior have a closed-form KL "
+            "divergence (e.g. Normal against Normal); drop analytic_kl."
+        )
 
 
 def reparam_objective(be: Backend, tr: TracePair) -> tuple[Any, Any]:
@@ -144,6 +183,8 @@ def reparam_estimator(config: ReparamConfig) -> Objective | Estimator:
     """The objective (or estimator) that ``config`` asks for."""
     if config.iwae is not None and config.iwae > 1:
         return iwae_objective(config.iwae)
+    if config.analytic_kl:
+        return analytic_kl_objective
     return STL if config.stl else reparam_objective
 
 
@@ -171,7 +212,8 @@ def fit(request: FitRequest, config: ReparamConfig) -> FitResult:
     if config.iwae is not None and config.iwae > 1:
         # Each particle is one bound over ``iwae`` guide draws, all traced in one pass.
         loop = dataclasses.replace(loop, particles=loop.particles * config.iwae)
-    outcome = request.run_svi(reparam_estimator(config), loop, validate=check_reparameterizable)
+    validate = check_analytic_kl if config.analytic_kl else check_reparameterizable
+    outcome = request.run_svi(reparam_estimator(config), loop, validate=validate)
     return FitResult(
         model=request.model,
         method="reparam",

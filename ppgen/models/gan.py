@@ -41,7 +41,15 @@ from ppgen.modeling.nn import MLP, mlp
 if TYPE_CHECKING:
     from ppgen.inference.base import FitResult
 
-__all__ = ["GAN1D_MEAN", "GAN1D_SD", "gan1d", "gan1d_generate", "mlp_gan", "mlp_gan_generate"]
+__all__ = [
+    "GAN1D_MEAN",
+    "GAN1D_SD",
+    "gan1d",
+    "gan1d_generate",
+    "gan1d_picture",
+    "mlp_gan",
+    "mlp_gan_generate",
+]
 
 # -- gan1d ---------------------------------------------------------------------------------------
 GAN1D_MEAN, GAN1D_SD = -1.0, 1.0
@@ -113,26 +121,34 @@ def _discriminator_on(result: FitResult, x: np.ndarray) -> np.ndarray:
     return np.asarray(be.run_program(problem, result.state, 0))
 
 
-def _gan1d_artifacts(result: FitResult) -> dict[str, Any]:
-    """The tutorial-style picture (p_data, D's decision boundary, p_g) and ``quality.json``
-    (W1, KS, mean and sd of 100,000 samples against N(-1, 1))."""
+def gan1d_picture(result: FitResult, samples: int = 100_000) -> tuple[Any, dict[str, Any]]:
+    """The tutorial-style picture of a fitted ``gan1d`` (p_data, the discriminator's decision
+    boundary ``D(x)``, and p_g from ``samples`` draws) and the draws' quality against N(-1, 1)
+    (W1, KS, mean, sd)."""
     from scipy import stats
 
-    from ppgen.diagnostics.images import gan1d_figure, png_bytes
+    from ppgen.diagnostics.images import gan1d_figure
     from ppgen.diagnostics.metrics import one_d_quality
 
-    if result.method != "gan" or result.state is None:
-        return {}
     be = get_backend(result.backend)
     args = model_arguments(result.model, result.problem.data)
-    samples = generate(result.model, be, result.state, args, 100_000, seed=0, device=result.device)
+    x = generate(result.model, be, result.state, args, samples, seed=0, device=result.device)
     target = stats.norm(GAN1D_MEAN, GAN1D_SD)
-    quality = dataclasses.asdict(one_d_quality(samples, target))
+    quality = {**dataclasses.asdict(one_d_quality(x, target)), "samples": len(x)}
     grid = np.linspace(*TUTORIAL_RANGE, 401, dtype=np.float32)[:, None]
     decision = _discriminator_on(result, grid)
     title = f"gan1d, {result.config.preset} preset ({result.backend})"
-    figure = gan1d_figure(grid, target.pdf(grid), decision, samples, title)
-    return {"gan1d.png": png_bytes(figure), "quality.json": {**quality, "samples": len(samples)}}
+    return gan1d_figure(grid, target.pdf(grid), decision, x, title), quality
+
+
+def _gan1d_artifacts(result: FitResult) -> dict[str, Any]:
+    """``gan1d.png`` (:func:`gan1d_picture`) and ``quality.json`` (its numbers)."""
+    from ppgen.diagnostics.images import png_bytes
+
+    if result.method != "gan" or result.state is None:
+        return {}
+    figure, quality = gan1d_picture(result)
+    return {"gan1d.png": png_bytes(figure), "quality.json": quality}
 
 
 gan1d.extras.update(
