@@ -201,6 +201,14 @@ def _report(result: Any, out: Path) -> None:
     if result.skipped_steps:
         click.echo(f"skipped {result.skipped_steps} steps with a non-finite loss or gradient")
     click.echo(f"run directory: {out}")
+    quality = Path(out) / "quality.json"
+    if quality.is_file():
+        import json
+
+        click.echo("sample quality (quality.json):")
+        for key, value in json.loads(quality.read_text()).items():
+            shown = f"{value:.4f}" if isinstance(value, float) else value
+            click.echo(f"  {key:<28}{shown}")
     rows = summarize(result.posterior_samples(num_samples=1000, seed=0))
     click.echo(f"{'parameter':<20}{'mean':>10}{'sd':>10}{'5%':>10}{'95%':>10}")
     for row in rows:

@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -138,7 +139,11 @@ def write_run(result: FitResult, out: Path, num_samples: int = 1000) -> list[dic
         with atomic_path(out / "params.safetensors") as tmp:
             save_file({k: np.array(v, order="C") for k, v in result.params.items()}, str(tmp))
     samples = result.posterior_samples(num_samples=num_samples, seed=0)
-    idata = ppaz.from_fit(result, num_samples=num_samples, seed=0)
+    with warnings.catch_warnings():
+        # Deep models' pointwise log-likelihoods are left out of posterior.nc on purpose (they
+        # would be gigabytes); the warning that says so is for interactive to_arviz() calls.
+        warnings.simplefilter("ignore", UserWarning)
+        idata = ppaz.from_fit(result, num_samples=num_samples, seed=0)
     with atomic_path(out / "posterior.nc") as tmp:
         ppaz.to_netcdf(idata, tmp)
     title = f"{result.model.name} — {result.method} ({result.backend})"
