@@ -13,7 +13,7 @@ import ppgen  # installed (editable) by ``make setup``
 
 project = "ppgen"
 author = "the ppgen authors"
-copyright = "2025, the ppgen authors"  # noqa: A001
+copyright = "2026, the ppgen authors"
 release = ppgen.__version__
 version = release
 

@@ -208,7 +208,7 @@ def _report(result: Any, out: Path) -> None:
         click.echo("sample quality (quality.json):")
         for key, value in json.loads(quality.read_text()).items():
             shown = f"{value:.4f}" if isinstance(value, float) else value
-            click.echo(f"  {key:<28}{shown}")
+            click.echo(f"  {key:<34}{shown}")
     rows = summarize(result.posterior_samples(num_samples=1000, seed=0))
     click.echo(f"{'parameter':<20}{'mean':>10}{'sd':>10}{'5%':>10}{'95%':>10}")
     for row in rows:

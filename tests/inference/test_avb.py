@@ -110,3 +110,15 @@ def test_a_runaway_discriminator_is_reported(backend: str) -> None:
             )
         except ppgen.errors.NonFiniteError:
             pass
+
+
+def test_avb_vae_reports_heldout_reconstruction_and_samples() -> None:
+    from ppgen.diagnostics.reports import artifacts
+
+    result = ppgen.fit("avb_vae", method="avb", steps=20, progress=False)
+    files = artifacts(result)
+    quality = files["quality.json"]
+    assert isinstance(quality, dict) and quality["images"] == 360
+    # Bernoulli log-likelihood of 64 binary pixels: negative, above 64 * log(1e-3).
+    assert -64 * 6.9 < quality["heldout_reconstruction_log_lik"] < 0
+    assert isinstance(files["samples.png"], bytes) and files["samples.png"][:4] == b"\x89PNG"
