@@ -443,6 +443,16 @@ class Player:
         This player's optimizer; its schedule spans the player's updates in the phase.
     steps
         Updates per round (k discriminator steps per generator step).
+    average
+        Decay of an exponential moving average of this player's parameters, updated after each
+        of its rounds (0: none). The phase's outcome (parameters, state, callbacks) carries the
+        average while training continues from the raw parameters: Polyak averaging, which
+        steadies the oscillating iterates of a game (Yazıcı et al. 2019).
+
+    References
+    ----------
+    Yazıcı, Y., Foo, C.-S., Winkler, S., Yap, K.-H., Piliouras, G. & Chandrasekhar, V. (2019).
+    The unusual effectiveness of averaging in GAN training. ICLR.
     """
 
     name: str
@@ -450,11 +460,17 @@ class Player:
     params: tuple[str, ...] | None = None
     optim: OptimConfig = field(default_factory=OptimConfig)
     steps: int = 1
+    average: float = 0.0
 
     def __post_init__(self) -> None:
         if int(self.steps) != self.steps or self.steps < 1:
             raise ConfigError(
                 f"Player {self.name!r} needs at least one update per round, got {self.steps}."
+            )
+        if not 0.0 <= self.average < 1.0:
+            raise ConfigError(
+                f"Player {self.name!r}: average must be in [0, 1) (an EMA decay), got "
+                f"{self.average}."
             )
 
     def claims(self, param: str) -> bool:

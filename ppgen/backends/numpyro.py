@@ -280,7 +280,7 @@ class NumPyroBackend(Backend):
                     t = transforms[name]
                     value = jax.tree.map(jnp.asarray, value)
                     uparams[name] = value if t is None else jax.tree.map(t.inv, value)
-            uparams = _strongly_typed(uparams)
+            uparams = final = _strongly_typed(uparams)
             traced = self.trace_fn(problem, args, kwargs, particles, est.trace)
             obj_state = est.init(self, traced(self.constrain(uparams, transforms), init_key))
 
@@ -604,7 +604,7 @@ class NumPyroBackend(Backend):
             traced = self.trace_fn(problem, args, kwargs, config.particles)
             if validate is not None:
                 validate(traced(self.constrain(uparams, transforms), init_key))
-            uparams = _strongly_typed(uparams)
+            uparams = final = _strongly_typed(uparams)
             timer = base.Timer()
             bar = base.ProgressBar(total, config.description, config.progress)
             done = 0
@@ -625,14 +625,15 @@ class NumPyroBackend(Backend):
                         timer.mark_first(done)
                         bar.update(stop - start, float(values[-1, -1]))
                         if callback is not None and config.every and stop % config.every == 0:
-                            state = NumPyroState(self.constrain(carry[0], transforms))
+                            state = NumPyroState(self.constrain(_averaged(carry), transforms))
                             callback(ph.name, stop, state)
                     for i, pl in enumerate(ph.players):
                         losses[f"{ph.name}/{pl.name}"] = phase_losses[:, i]
-                    uparams = carry[0]
+                    # The next phase trains on from the raw parameters; the outcome is averaged.
+                    uparams, final = carry[0], _averaged(carry)
             finally:
                 bar.close()
-            params = self.constrain(uparams, transforms)
+            params = self.constrain(final, transforms)
             jax.block_until_ready(params)
         return base.GameOutcome(losses, _flatten(params), NumPyroState(params), timer.result(total))
 
@@ -679,14 +680,19 @@ class NumPyroBackend(Backend):
             return params, state, jnp.mean(losses)
 
         def body(carry: Any, r: jax.Array, phase_key: jax.Array) -> tuple[Any, Any]:
-            params, states = carry
-            new_states, round_losses = [], []
-            for i in range(len(phase.players)):
+            params, states, averages = carry
+            new_states, new_averages, round_losses = [], [], []
+            for i, player in enumerate(phase.players):
                 key = jax.random.fold_in(jax.random.fold_in(phase_key, r), i)
                 params, state, loss = player_round(i, params, states[i], key)
                 new_states.append(state)
                 round_losses.append(loss)
-            new_carry = (params, tuple(new_states))
+                average = averages[i]
+                if player.average > 0:
+                    own = {n: params[n] for n in groups[i]}
+                    average = optax.incremental_update(own, average, 1.0 - player.average)
+                new_averages.append(average)
+            new_carry = (params, tuple(new_states), tuple(new_averages))
             if padded:
                 # Rounds past the end leave everything as it was.
                 new_carry = jax.tree.map(
@@ -698,7 +704,11 @@ class NumPyroBackend(Backend):
         def run_chunk(carry: Any, start: jax.Array, key: jax.Array) -> tuple[Any, Any]:
             return jax.lax.scan(lambda c, r: body(c, r, key), carry, start + jnp.arange(chunk))
 
-        return run_chunk, _strongly_typed((uparams, states))
+        averages = tuple(
+            {n: uparams[n] for n in group} if pl.average > 0 else {}
+            for pl, group in zip(phase.players, groups, strict=True)
+        )
+        return run_chunk, _strongly_typed((uparams, states, averages))
 
     def load_state(self, problem: SVIProblem, params: Mapping[str, np.ndarray]) -> NumPyroState:
         with (
@@ -766,6 +776,14 @@ class NumPyroBackend(Backend):
                     _EVAL_CACHE.pop(next(iter(_EVAL_CACHE)))
             out = run(state.params, jax.random.PRNGKey(seed), arrays)
         return jax.tree.map(np.asarray, out)
+
+
+def _averaged(carry: Any) -> dict[str, Any]:
+    """A game phase's parameters with each averaging player's moving average in place."""
+    params = dict(carry[0])
+    for average in carry[2]:
+        params.update(average)
+    return params
 
 
 #: Compiled functions of :meth:`NumPyroBackend.trace_eval`, oldest first.

@@ -23,6 +23,7 @@ from pyro.distributions.util import scale_and_mask
 from pyro.ops.provenance import get_provenance, track_provenance
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import prune_subsample_sites
+from torch.distributions import transform_to
 
 from ppgen.backends import base
 from ppgen.backends.base import (
@@ -511,30 +512,47 @@ class PyroBackend(Backend):
                 return self.trace_pair(problem, args, kwargs, config.particles, nesting)
 
             bar = base.ProgressBar(total, config.description, config.progress)
+            # Moving averages of the averaging players' (unconstrained) parameters, by name.
+            averages: dict[str, torch.Tensor] = {}
             try:
                 for ph in phases:
-                    groups = [[named[n] for n in g] for g in ph.assign(list(named))]
+                    names = ph.assign(list(named))
+                    groups = [[named[n] for n in g] for g in names]
                     opts = [
                         _optimizer(group, LoopConfig(steps=ph.rounds * pl.steps, optim=pl.optim))
                         for pl, group in zip(ph.players, groups, strict=True)
                     ]
-                    players = list(zip(ph.players, groups, opts, strict=True))
+                    averages = {
+                        n: named[n].detach().clone()
+                        for pl, g in zip(ph.players, names, strict=True)
+                        if pl.average > 0
+                        for n in g
+                    }
+                    players = list(zip(ph.players, names, groups, opts, strict=True))
                     for start, stop in base.chunks(ph.rounds, config.chunk_size(ph.rounds)):
                         for r in range(start, stop):
-                            for pl, params, opt in players:
+                            for pl, group_names, params, opt in players:
                                 loss = self._player_updates(trace, pl, params, opt, r)
                                 losses[f"{ph.name}/{pl.name}"][r] = loss
+                                with torch.no_grad():
+                                    for n in group_names if pl.average > 0 else ():
+                                        averages[n].lerp_(named[n].detach(), 1.0 - pl.average)
                         done += stop - start
                         timer.mark_first(done)
                         last = losses[f"{ph.name}/{ph.players[-1].name}"][stop - 1]
                         bar.update(stop - start, float(last))
                         if callback is not None and config.every and stop % config.every == 0:
                             with torch.no_grad():
-                                callback(ph.name, stop, PyroState(_state(store), nesting))
+                                snapshot = _state(store, averages)
+                                callback(ph.name, stop, PyroState(snapshot, nesting))
             finally:
                 bar.close()
-            constrained = {name: self.to_numpy(value) for name, value in store.items()}
-            state = PyroState(_state(store), nesting)
+            final = _state(store, averages)
+            constrained = {
+                name: self.to_numpy(transform_to(final["constraints"][name])(value))
+                for name, value in final["params"].items()
+            }
+        state = PyroState(final, nesting)
         return base.GameOutcome(losses, constrained, state, timer.result(total))
 
     def _player_updates(
@@ -612,9 +630,13 @@ class PyroBackend(Backend):
         return _to_numpy_tree(out)
 
 
-def _state(store: Any) -> dict[str, Any]:
-    """The parameter store's state (its tensors, not copies) as a plain dict."""
-    return dict(store.get_state())
+def _state(store: Any, replace: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    """The parameter store's state (its tensors, not copies) as a plain dict, with the
+    unconstrained values in ``replace`` (e.g. moving averages) instead of the store's."""
+    state = dict(store.get_state())
+    if replace:
+        state["params"] = {**state["params"], **replace}
+    return state
 
 
 def _to_numpy_tree(x: Any) -> Any:

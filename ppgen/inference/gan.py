@@ -25,6 +25,8 @@ References
 ----------
 Goodfellow, I., Pouget-Abadie, J., Mirza, M., Xu, B., Warde-Farley, D., Ozair, S., Courville, A.
 & Bengio, Y. (2014). Generative adversarial nets. NeurIPS.
+Yazıcı, Y., Foo, C.-S., Winkler, S., Yap, K.-H., Piliouras, G. & Chandrasekhar, V. (2019). The
+unusual effectiveness of averaging in GAN training. ICLR.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ DEFAULTS: dict[str, Any] = {
     "staircase": 0,
     "momentum": 0.9,
     "beta1": 0.9,
+    "average": 0.0,
     "pretrain": "none",
     "pretrain_steps": 0,
     "site": None,
@@ -135,6 +138,10 @@ class GANConfig:
     lr_decay, staircase, momentum, beta1
         Learning-rate factor reached at the end; in how many equal stairs (0: smoothly);
         momentum of ``"momentum"``; Adam's first-moment decay (0.5 is common for GANs).
+    average
+        Decay of a moving average of the generator's parameters (e.g. 0.999; 0: none): the
+        fitted generator is the average of its recent iterates, which oscillate around the
+        equilibrium (Yazıcı et al. 2019).
     pretrain, pretrain_steps
         Discriminator pre-training: ``"none"``, ``"density"`` (regression onto the model's
         target density) or ``"discriminator"`` (``D`` alone against the initial generator).
@@ -156,6 +163,7 @@ class GANConfig:
     staircase: int | None = None
     momentum: float | None = None
     beta1: float | None = None
+    average: float | None = None
     pretrain: str | None = None
     pretrain_steps: int | None = None
     site: str | None = None
@@ -179,6 +187,8 @@ class GANConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigError(f"{name} must be a positive number, got {value!r}.")
+        if self.average is not None and not 0 <= self.average < 1:
+            raise ConfigError(f"average must be in [0, 1) (a decay), got {self.average!r}.")
         if self.discriminator is not None and not (
             isinstance(self.discriminator, Network) or callable(self.discriminator)
         ):
@@ -423,7 +433,13 @@ def fit(request: FitRequest, config: GANConfig) -> FitResult:
     disc = Player(
         "discriminator", discriminator_loss(output), ("discriminator",), d_optim, steps=cfg.k
     )
-    gen = Player("generator", generator_loss(str(cfg.generator_loss), output), None, optim(cfg.lr))
+    gen = Player(
+        "generator",
+        generator_loss(str(cfg.generator_loss), output),
+        None,
+        optim(cfg.lr),
+        average=float(cfg.average or 0.0),
+    )
     phases = []
     if cfg.pretrain != "none" and cfg.pretrain_steps:
         pre_loss = density_regression_loss(output) if density is not None else disc.objective

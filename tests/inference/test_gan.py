@@ -75,6 +75,30 @@ def test_game_updates_each_player_own_parameters(backend: str) -> None:
     assert seen == [("train", 20), ("train", 40), ("train", 60)]
 
 
+def test_player_moving_average(backend: str) -> None:
+    be = get_backend(backend)
+    problem = SVIProblem(_game_model, _no_guide, BoundData((), {}), "cpu", "game")
+    sgd = OptimConfig(name="sgd", lr=0.1)
+    anchor = Player("anchor", _anchor, ("b",), sgd, average=0.5)
+    chaser = Player("chaser", _chase, ("a",), sgd)
+    snaps: list[float] = []
+    out = be.run_game(
+        problem,
+        [Phase((anchor, chaser), 10)],
+        GameConfig(progress=False, every=5),
+        callback=lambda phase, rounds, state: snaps.append(rounds),
+    )
+    # b_t = 3 (1 - 0.8^t); its average m_t = m_{t-1} / 2 + b_t / 2 from m_0 = b_0 = 0.
+    m = 0.0
+    for t in range(1, 11):
+        m = 0.5 * m + 0.5 * 3.0 * (1 - 0.8**t)
+    assert float(out.params["b"]) == pytest.approx(m, abs=1e-5)
+    assert float(out.params["a"]) != pytest.approx(m, abs=1e-3)  # a is not averaged
+    assert snaps == [5, 10]
+    with pytest.raises(ConfigError, match="average must be in"):
+        Player("x", _chase, average=1.0)
+
+
 def test_phase_checks_parameter_ownership(backend: str) -> None:
     be = get_backend(backend)
     problem = SVIProblem(_game_model, _no_guide, BoundData((), {}), "cpu", "game")
