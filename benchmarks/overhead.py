@@ -75,6 +75,8 @@ class BenchConfig:
     lr: float = 0.01
     points: int = 1000
     seed: int = 0
+    #: Run each side once untimed first (first imports, JAX's caches, torch's allocator).
+    warmup: bool = True
 
     def steps(self, backend: str) -> int:
         return self.pyro_steps if backend == "pyro" else self.numpyro_steps
@@ -258,13 +260,13 @@ def ppgen_run(
 
 
 def measure(case: Case, backend: str, config: BenchConfig) -> Measurement:
-    """Alternate plain and ppgen fits ``config.repeats`` times after one warm-up of each."""
+    """Alternate plain and ppgen fits ``config.repeats`` times (after one warm-up of each)."""
     data = case.data(config.points, config.seed)
     steps = config.steps(backend)
     plain = plain_pyro if backend == "pyro" else plain_numpyro
-    # Warm-up: first imports, JAX's own caches, torch's allocator.
-    plain(case, data, steps, config.lr, config.seed)
-    ppgen_run(case, data, backend, steps, config.lr, config.seed)
+    if config.warmup:
+        plain(case, data, steps, config.lr, config.seed)
+        ppgen_run(case, data, backend, steps, config.lr, config.seed)
     plain_runs, ppgen_runs = [], []
     for _ in range(config.repeats):
         plain_runs.append(plain(case, data, steps, config.lr, config.seed))
@@ -302,9 +304,10 @@ def main(argv: list[str] | None = None) -> list[Measurement]:
     parser.add_argument("--quick", action="store_true", help="tiny settings (a smoke run)")
     ns = parser.parse_args(argv)
     config = BenchConfig(
-        pyro_steps=200 if ns.quick else ns.pyro_steps,
-        numpyro_steps=1000 if ns.quick else ns.numpyro_steps,
+        pyro_steps=300 if ns.quick else ns.pyro_steps,
+        numpyro_steps=400 if ns.quick else ns.numpyro_steps,
         repeats=1 if ns.quick else ns.repeats,
+        warmup=not ns.quick,
     )
     torch.set_num_threads(1)
     backends = BACKENDS if ns.backend == "both" else (ns.backend,)
