@@ -150,6 +150,9 @@ class GANConfig:
     snapshot_every, snapshot_size
         Keep ``snapshot_size`` generated samples every this many steps (0: never); run
         directories show them as sample grids.
+    lr
+        Filled in from ``ppgen.fit(lr=...)``, else the preset's, else 2e-4 (the generator's
+        learning rate, and the discriminator's unless ``discriminator_lr`` is set).
     """
 
     preset: str | None = None

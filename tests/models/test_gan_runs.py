@@ -79,3 +79,19 @@ def test_gan_run_directory_and_sample(tmp_path: Path, backend: str, name: str) -
 def test_sample_needs_a_run_directory(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, ["sample", str(tmp_path / "nope")])
     assert res.exit_code == 2 and "does not exist" in res.output
+
+
+def test_mlp_gan_on_mnist_sized_images(tmp_path: Path) -> None:
+    from ppgen.data import mnist_idx, write_idx
+
+    rng = np.random.default_rng(0)
+    write_idx(tmp_path / "images.idx", (rng.random((50, 28, 28)) * 255).astype(np.uint8))
+    x = mnist_idx(tmp_path / "images.idx")
+    run = tmp_path / "run"
+    result = ppgen.fit(
+        "mlp_gan", {"x": x}, method="gan", backend="pyro", steps=3, progress=False, out=run
+    )
+    assert result.draws["x"].shape == (1, 1000, 784)  # 100 -> 128 -> 784, as in the tutorial
+    assert result.config.discriminator.sizes == (784, 128, 1)
+    assert (run / "samples.png").is_file()
+    assert ppgen.api.sample(run, n=4).shape == (4, 784)
