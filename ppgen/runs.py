@@ -99,6 +99,7 @@ def summarize(samples: dict[str, np.ndarray], max_entries: int = 6) -> list[dict
 
 def write_run(result: FitResult, out: Path, num_samples: int = 1000) -> list[dict[str, Any]]:
     """Write ``result`` into the run directory ``out`` and return the posterior summary rows."""
+    import matplotlib.pyplot as plt
     from safetensors.numpy import save_file
 
     from ppgen.diagnostics import arviz as ppaz
@@ -158,7 +159,7 @@ def write_run(result: FitResult, out: Path, num_samples: int = 1000) -> list[dic
         fig.savefig(buf, format="png", dpi=110)
         with atomic_path(out / name) as tmp:
             tmp.write_bytes(buf.getvalue())
-        fig.clear()
+        plt.close(fig)
     _write_artifacts(result, out)
     return summarize(samples)
 
@@ -369,6 +370,8 @@ def _file_label(label: str) -> str:
 def write_comparison(comparison: Comparison, out: Path) -> list[Path]:
     """Write ``report.md``, ``forest.png`` and one ``posterior_<method>.nc`` per method into
     ``out`` (each atomically) and return the paths written."""
+    import matplotlib.pyplot as plt
+
     from ppgen.diagnostics import arviz as ppaz
 
     if out.exists() and not out.is_dir():
@@ -383,7 +386,7 @@ def write_comparison(comparison: Comparison, out: Path) -> list[Path]:
     fig = comparison.plot_forest()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    fig.clear()
+    plt.close(fig)
     written.append(out / "forest.png")
     with atomic_path(written[-1]) as tmp:
         tmp.write_bytes(buf.getvalue())

@@ -280,7 +280,7 @@ class NumPyroBackend(Backend):
                     t = transforms[name]
                     value = jax.tree.map(jnp.asarray, value)
                     uparams[name] = value if t is None else jax.tree.map(t.inv, value)
-            uparams = final = _strongly_typed(uparams)
+            uparams = _strongly_typed(uparams)
             traced = self.trace_fn(problem, args, kwargs, particles, est.trace)
             obj_state = est.init(self, traced(self.constrain(uparams, transforms), init_key))
 
@@ -604,7 +604,7 @@ class NumPyroBackend(Backend):
             traced = self.trace_fn(problem, args, kwargs, config.particles)
             if validate is not None:
                 validate(traced(self.constrain(uparams, transforms), init_key))
-            uparams = final = _strongly_typed(uparams)
+            uparams = _strongly_typed(uparams)
             timer = base.Timer()
             bar = base.ProgressBar(total, config.description, config.progress)
             done = 0
