@@ -69,6 +69,23 @@ class FitRequest:
             self.problem, objective, loop, validate=validate, hooks=self.hooks, resume=self.resume
         )
 
+    def result(self, method: str, outcome: SVIOutcome, config: Any) -> FitResult:
+        """The :class:`FitResult` of a training loop's ``outcome`` for this request."""
+        return FitResult(
+            model=self.model,
+            method=method,
+            backend=self.backend.name,
+            device=self.problem.device,
+            guide=self.guide_name,
+            losses=outcome.losses,
+            params=outcome.params,
+            timings=outcome.timings,
+            config=config,
+            problem=self.problem,
+            state=outcome.state,
+            skipped_steps=outcome.skipped,
+        )
+
 
 @dataclass
 class FitResult:

@@ -214,20 +214,7 @@ def fit(request: FitRequest, config: ReparamConfig) -> FitResult:
         loop = dataclasses.replace(loop, particles=loop.particles * config.iwae)
     validate = check_analytic_kl if config.analytic_kl else check_reparameterizable
     outcome = request.run_svi(reparam_estimator(config), loop, validate=validate)
-    return FitResult(
-        model=request.model,
-        method="reparam",
-        backend=request.backend.name,
-        device=request.problem.device,
-        guide=request.guide_name,
-        losses=outcome.losses,
-        params=outcome.params,
-        timings=outcome.timings,
-        config=config,
-        problem=request.problem,
-        state=outcome.state,
-        skipped_steps=outcome.skipped,
-    )
+    return request.result("reparam", outcome, config)
 
 
 METHOD = Method(

@@ -306,20 +306,7 @@ def fit(request: FitRequest, config: ScoreConfig) -> FitResult:
     outcome = request.run_svi(
         score_estimator(config), request.loop(optim, "score"), validate=check_guide_covers_model
     )
-    return FitResult(
-        model=request.model,
-        method="score",
-        backend=request.backend.name,
-        device=request.problem.device,
-        guide=request.guide_name,
-        losses=outcome.losses,
-        params=outcome.params,
-        timings=outcome.timings,
-        config=config,
-        problem=request.problem,
-        state=outcome.state,
-        skipped_steps=outcome.skipped,
-    )
+    return request.result("score", outcome, config)
 
 
 METHOD = Method(
