@@ -1,6 +1,6 @@
 """Figures for generative models: image grids, both players' loss curves, the 1-D GAN picture.
 
-matplotlib only, Agg backend; every function returns a figure (see :func:`png_bytes`).
+matplotlib only; every function returns a figure (see :func:`png_bytes`).
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ __all__ = [
 
 
 def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
+    # No matplotlib.use("Agg") here: without a display matplotlib falls back to Agg by itself,
+    # and a notebook keeps its inline backend.
     import matplotlib.pyplot as plt
 
     return plt
